@@ -1,0 +1,1 @@
+"""Benchmarks of ordergraph (not part of the installed distribution)."""

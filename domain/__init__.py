@@ -1,0 +1,1 @@
+"""The write side of ordergraph: commands, events, the Order aggregate, handlers, bus, store."""

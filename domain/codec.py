@@ -1,0 +1,124 @@
+"""Exact JSON encoding of events, and upcasting of old event schema versions.
+
+Money is written as a decimal string and timestamps as ISO-8601 UTC, so both round-trip
+without loss; no float ever appears. An event stored under an older schema version is brought
+to the current one by a chain of ``upcast_<type>_v<N>`` functions before it is decoded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from domain import events
+from domain.errors import UnknownEventType
+
+JSON = dict[str, Any]
+
+EVENT_TYPES: dict[str, type[events.Event]] = {
+    cls.__name__: cls
+    for cls in (
+        events.OrderPlaced,
+        events.ShippingAddressChanged,
+        events.OrderPaid,
+        events.OrderShipped,
+        events.OrderCancelled,
+    )
+}
+
+# The schema version each event type is written with today.
+CURRENT_SCHEMA: dict[str, int] = {name: 1 for name in EVENT_TYPES} | {"OrderPlaced": 2}
+
+
+def upcast_order_placed_v1(data: JSON) -> JSON:
+    """OrderPlaced v1 kept the address as one free-text line, comma separated:
+    "line1[, line2...], city, postal code, country". v2 stores it structured."""
+    parts = [part.strip() for part in str(data["shipping_address"]).split(",")]
+    if len(parts) >= 4:
+        *street, city, postal_code, country = parts
+        line1, line2 = street[0], ", ".join(street[1:]) or None
+    else:  # too short to split: keep every character in line1 rather than guess
+        line1, line2, city, postal_code, country = ", ".join(parts), None, "", "", ""
+    address = {
+        "line1": line1,
+        "line2": line2,
+        "city": city,
+        "postal_code": postal_code,
+        "country": country,
+    }
+    return {**data, "shipping_address": address}
+
+
+UPCASTERS: dict[tuple[str, int], Callable[[JSON], JSON]] = {
+    ("OrderPlaced", 1): upcast_order_placed_v1,
+}
+
+
+def encode(event: events.Event) -> tuple[str, int, JSON]:
+    """The stored form of an event: (type, schema version, data)."""
+    name = type(event).__name__
+    data = to_json(event)
+    assert isinstance(data, dict)
+    return name, CURRENT_SCHEMA[name], data
+
+
+def decode(event_type: str, schema_version: int, data: JSON) -> events.Event:
+    cls = EVENT_TYPES.get(event_type)
+    current = CURRENT_SCHEMA.get(event_type, 0)
+    if cls is None or not 1 <= schema_version <= current:
+        raise UnknownEventType(event_type, schema_version)
+    for version in range(schema_version, current):
+        data = UPCASTERS[(event_type, version)](data)
+    value = _from_json(cls, data)
+    assert isinstance(value, events.Event)
+    return value
+
+
+def to_json(value: object) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: timestamps must be timezone-aware")
+        return value.astimezone(UTC).isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [to_json(item) for item in value]
+    if value is None or isinstance(value, str | int):
+        return value
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _from_json(tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is types.UnionType or origin is typing.Union:
+        if value is None:
+            return None
+        (inner,) = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+        return _from_json(inner, value)
+    if origin is tuple:
+        item_type = typing.get_args(tp)[0]
+        return tuple(_from_json(item_type, item) for item in value)
+    if tp is Decimal:
+        return Decimal(value)
+    if tp is datetime:
+        return datetime.fromisoformat(value).astimezone(UTC)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        hints = _hints(tp)
+        fields = dataclasses.fields(tp)
+        return tp(**{f.name: _from_json(hints[f.name], value.get(f.name)) for f in fields})
+    if tp in (str, int):
+        return tp(value)
+    raise TypeError(f"cannot decode {tp!r}")

@@ -1,0 +1,65 @@
+"""Engines for both backends, with the transaction control each one needs.
+
+SQLite: the stdlib driver's implicit transactions lose updates under concurrency, so we take
+control (isolation_level=None) and emit BEGIN ourselves; writers use ``BEGIN IMMEDIATE`` so a
+read-then-write transaction holds the write lock from its first statement (a deferred BEGIN
+upgrading to write fails at once with "database is locked", ignoring busy_timeout). WAL lets
+readers run beside the one writer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+# Execution option read by the "begin" hook below.
+_SQLITE_BEGIN = "ordergraph_sqlite_begin"
+
+
+def async_url(url: str) -> str:
+    """Accept plain URLs (sqlite:///x.db, postgresql://...) and pick the async driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) -> AsyncEngine:
+    engine = create_async_engine(async_url(url), **kwargs)
+    if is_sqlite(engine):
+        _take_control_of_sqlite_transactions(engine, sqlite_synchronous)
+    return engine
+
+
+def writer(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine (same pool) whose transactions start with BEGIN IMMEDIATE on SQLite."""
+    return engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
+
+
+def _take_control_of_sqlite_transactions(engine: AsyncEngine, synchronous: str) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            f"synchronous={synchronous}",
+            "busy_timeout=10000",
+            "foreign_keys=ON",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(_SQLITE_BEGIN, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")

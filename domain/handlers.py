@@ -1,0 +1,166 @@
+"""Command handlers: load the Order, let it decide, append what it decided.
+
+Plain functions, wired in the explicit ``COMMAND_HANDLERS`` registry at the bottom.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from domain import codec, commands
+from domain.errors import DomainError, OrderNotFound, VersionConflict
+from domain.order import Order
+from domain.store import CommandRecord, EventStore, NewEvent, StreamState
+
+# How often a command without an expected version is re-decided after losing a race.
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    command_id: str
+    order_id: str
+    version: int  # the order's stream version after the command
+    position: int  # global position of the command's last event: the read-your-writes token
+    duplicate: bool = False  # the command id was handled before; this is its first result
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerContext:
+    store: EventStore
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def stream_id(order_id: str) -> str:
+    return f"order-{order_id}"
+
+
+async def load_order(store: EventStore, order_id: str) -> Order:
+    history = await store.read_stream(stream_id(order_id))
+    return Order.replay(
+        order_id, (codec.decode(e.event_type, e.schema_version, e.data) for e in history)
+    )
+
+
+def fingerprint(command: commands.Command) -> str:
+    """Digest of what the command asks for; ids that only label it are left out."""
+    payload = codec.to_json(command)
+    for label in ("command_id", "correlation_id"):
+        payload.pop(label)
+    canonical = json.dumps([type(command).__name__, payload], sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _handle(
+    command: commands.Command,
+    context: HandlerContext,
+    decide: Callable[[Order, datetime], None],
+    *,
+    creates: bool = False,
+) -> CommandResult:
+    record = CommandRecord(command.command_id, fingerprint(command))
+    previous = await context.store.find_command(record)
+    if previous is None:
+        try:
+            return await _decide_and_append(command, context, decide, record, creates)
+        except DomainError:
+            # A concurrent copy of this same command may have won while we decided; then the
+            # refusal we got is an artefact of its success, and its result is ours.
+            previous = await context.store.find_command(record)
+            if previous is None:
+                raise
+    return CommandResult(
+        command.command_id, command.order_id, previous.version, previous.position, True
+    )
+
+
+async def _decide_and_append(
+    command: commands.Command,
+    context: HandlerContext,
+    decide: Callable[[Order, datetime], None],
+    record: CommandRecord,
+    creates: bool,
+) -> CommandResult:
+    attempts = MAX_ATTEMPTS if command.expected_version is None else 1
+    for attempt in range(1, attempts + 1):
+        order = await load_order(context.store, command.order_id)
+        if not creates and not order.exists:
+            raise OrderNotFound(command.order_id)
+        if command.expected_version is not None and command.expected_version != order.version:
+            raise VersionConflict(stream_id(order.id), command.expected_version, order.version)
+        decide(order, context.clock())
+        metadata = {
+            "command_id": command.command_id,
+            "command_type": type(command).__name__,
+            "correlation_id": command.correlation_id or command.command_id,
+            "causation_id": command.command_id,
+        }
+        new_events = [NewEvent(*codec.encode(event), metadata) for event in order.pending]
+        expected = order.version if order.version else StreamState.NO_STREAM
+        try:
+            result = await context.store.append(stream_id(order.id), new_events, expected, record)
+        except VersionConflict:
+            if attempt == attempts:
+                raise
+            continue  # a concurrent writer got in first: reload and decide again
+        return CommandResult(
+            command.command_id,
+            command.order_id,
+            result.version,
+            result.position,
+            result.duplicate,
+        )
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+async def place_order(command: commands.PlaceOrder, context: HandlerContext) -> CommandResult:
+    def decide(order: Order, now: datetime) -> None:
+        order.place(command.customer_id, command.lines, command.shipping_address, now)
+
+    return await _handle(command, context, decide, creates=True)
+
+
+async def change_shipping_address(
+    command: commands.ChangeShippingAddress, context: HandlerContext
+) -> CommandResult:
+    def decide(order: Order, now: datetime) -> None:
+        order.change_shipping_address(command.shipping_address, now)
+
+    return await _handle(command, context, decide)
+
+
+async def pay_order(command: commands.PayOrder, context: HandlerContext) -> CommandResult:
+    def decide(order: Order, now: datetime) -> None:
+        order.pay(command.amount, now)
+
+    return await _handle(command, context, decide)
+
+
+async def ship_order(command: commands.ShipOrder, context: HandlerContext) -> CommandResult:
+    def decide(order: Order, now: datetime) -> None:
+        order.ship(command.carrier, command.tracking_number, now)
+
+    return await _handle(command, context, decide)
+
+
+async def cancel_order(command: commands.CancelOrder, context: HandlerContext) -> CommandResult:
+    def decide(order: Order, now: datetime) -> None:
+        order.cancel(command.reason, now)
+
+    return await _handle(command, context, decide)
+
+
+Handler = Callable[[Any, HandlerContext], Awaitable[CommandResult]]
+
+COMMAND_HANDLERS: dict[type[commands.Command], Handler] = {
+    commands.PlaceOrder: place_order,
+    commands.ChangeShippingAddress: change_shipping_address,
+    commands.PayOrder: pay_order,
+    commands.ShipOrder: ship_order,
+    commands.CancelOrder: cancel_order,
+}

@@ -1,0 +1,1 @@
+"""The GraphQL surface of ordergraph: schema, resolvers, subscriptions, ASGI app, CLI."""

@@ -1,0 +1,1 @@
+"""The read side of ordergraph: projection tables, projections, projector, queries."""

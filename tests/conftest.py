@@ -1,0 +1,100 @@
+"""Fixtures that run every database test on SQLite and on PostgreSQL.
+
+PostgreSQL: one throwaway database per test session, created on the server named by
+ORDERGRAPH_TEST_POSTGRES (default: the local test server) and dropped at the end. Each test
+starts from empty tables. When the server is unreachable the PostgreSQL tests skip locally and
+fail under CI (CI=true), so CI can never go green without them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from domain.bus import CommandBus, build_bus
+from domain.db import create_engine
+from domain.store import EventStore
+from migrations import upgrade_to_head
+
+ADMIN_URL = os.environ.get("ORDERGRAPH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+async def _admin(statement: str) -> None:
+    conn = await asyncpg.connect(ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _create_migrated_database(name: str) -> str:
+    await _admin(f'CREATE DATABASE "{name}"')
+    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    engine = create_engine(url)
+    try:
+        await upgrade_to_head(engine)
+    finally:
+        await engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    name = f"ordergraph_test_{uuid.uuid4().hex[:12]}"
+    try:
+        url = asyncio.run(_create_migrated_database(name))
+    except (OSError, asyncpg.PostgresError) as error:
+        message = f"PostgreSQL unreachable at {ADMIN_URL}: {error!r}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    yield url
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'ordergraph.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+async def _empty_all_tables(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        names = await conn.scalars(
+            sa.text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                " AND tablename <> 'alembic_version'"
+            )
+        )
+        await conn.execute(sa.text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY"))
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, pool_size=25, max_overflow=10)
+    if engine.dialect.name == "sqlite":
+        await upgrade_to_head(engine)
+    else:
+        await _empty_all_tables(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def store(engine: AsyncEngine) -> EventStore:
+    return EventStore(engine)
+
+
+@pytest.fixture
+def bus(store: EventStore) -> CommandBus:
+    return build_bus(store)
