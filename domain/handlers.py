@@ -64,16 +64,17 @@ async def _handle(
     creates: bool = False,
 ) -> CommandResult:
     record = CommandRecord(command.command_id, fingerprint(command))
-    previous = await context.store.find_command(record)
-    if previous is None:
-        try:
-            return await _decide_and_append(command, context, decide, record, creates)
-        except DomainError:
-            # A concurrent copy of this same command may have won while we decided; then the
-            # refusal we got is an artefact of its success, and its result is ours.
-            previous = await context.store.find_command(record)
-            if previous is None:
-                raise
+    # No look-up of the command id up front: the append checks it inside its transaction,
+    # and a duplicate refused by the rules (paid twice, placed twice) is caught below.
+    try:
+        return await _decide_and_append(command, context, decide, record, creates)
+    except DomainError:
+        # A first copy of this same command may have succeeded (earlier, or concurrently
+        # while we decided); then the refusal is an artefact of its success, and its result
+        # is ours.
+        previous = await context.store.find_command(record)
+        if previous is None:
+            raise
     return CommandResult(
         command.command_id, command.order_id, previous.version, previous.position, True
     )

@@ -117,11 +117,9 @@ class EventStore:
             async with self._writer.begin() as conn:
                 if self._serialize_appends:
                     await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
-                if command is not None:
-                    previous = await _find_command(conn, command.command_id)
-                    if previous is not None:
-                        return _check_duplicate(previous, command)
-                actual = await _stream_version(conn, stream_id)
+                actual, previous = await _stream_version_and_command(conn, stream_id, command)
+                if previous is not None and command is not None:
+                    return _check_duplicate(previous, command)
                 _check_expected(stream_id, expected_version, actual)
                 result = await self._insert(conn, stream_id, actual, new_events, command)
         except IntegrityError as error:
@@ -204,13 +202,16 @@ class EventStore:
         return None if previous is None else _check_duplicate(previous, command)
 
 
+_COMMAND_COLUMNS = (
+    commands.c.stream_id,
+    commands.c.fingerprint,
+    commands.c.stream_version,
+    commands.c.position,
+)
+
+
 async def _find_command(conn: AsyncConnection, command_id: str) -> AnyRow | None:
-    query = sa.select(
-        commands.c.stream_id,
-        commands.c.fingerprint,
-        commands.c.stream_version,
-        commands.c.position,
-    ).where(commands.c.command_id == command_id)
+    query = sa.select(*_COMMAND_COLUMNS).where(commands.c.command_id == command_id)
     return (await conn.execute(query)).first()
 
 
@@ -222,9 +223,30 @@ def _check_duplicate(previous: AnyRow, command: CommandRecord) -> AppendResult:
     )
 
 
+async def _stream_version_and_command(
+    conn: AsyncConnection, stream_id: str, command: CommandRecord | None
+) -> tuple[int, AnyRow | None]:
+    """The stream's version and the command's earlier record, in one round trip."""
+    columns: list[Any] = [_version_of(stream_id).scalar_subquery().label("current_version")]
+    if command is not None:
+        columns += [
+            sa.select(column)
+            .where(commands.c.command_id == command.command_id)
+            .scalar_subquery()
+            .label(column.name)
+            for column in _COMMAND_COLUMNS
+        ]
+    row = (await conn.execute(sa.select(*columns))).one()
+    previous = row if command is not None and row.fingerprint is not None else None
+    return int(row.current_version or 0), previous
+
+
+def _version_of(stream_id: str) -> sa.Select[tuple[int | None]]:
+    return sa.select(sa.func.max(events.c.stream_version)).where(events.c.stream_id == stream_id)
+
+
 async def _stream_version(conn: AsyncConnection, stream_id: str) -> int:
-    query = sa.select(sa.func.max(events.c.stream_version)).where(events.c.stream_id == stream_id)
-    return int(await conn.scalar(query) or 0)
+    return int(await conn.scalar(_version_of(stream_id)) or 0)
 
 
 def _check_expected(stream_id: str, expected: ExpectedVersion, actual: int) -> None:
