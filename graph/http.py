@@ -1,0 +1,248 @@
+"""The GraphQL ASGI app: strawberry's view plus what the GraphQL-over-HTTP spec asks of us.
+
+Strawberry already gives us POST/GET, GraphiQL for browsers and both WebSocket protocols. We add:
+
+- ``application/graphql-response+json`` when the client accepts it, with the spec's status
+  codes (400 for request errors: unparsable, invalid, bad variables). Plain ``application/json``
+  keeps the legacy rule: 200 for any well-formed request.
+- 405 with ``Allow`` for a mutation over GET (strawberry says 400).
+- 413 for bodies over a limit, checked on Content-Length and on the bytes actually streamed.
+- HTTP-level errors as GraphQL-shaped JSON instead of plain text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeAlias
+
+import strawberry
+from cross_web import HTTPException  # what strawberry's views raise for HTTP-level errors
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.types import ExecutionResult
+
+logger = logging.getLogger("ordergraph.graph")
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+APPLICATION_JSON = "application/json"
+MASKED_MESSAGE = "Unexpected error."
+
+ContextGetter: TypeAlias = Callable[[Request | WebSocket, Response | None], Awaitable[object]]
+ExtensionFactory: TypeAlias = type[SchemaExtension] | Callable[[], SchemaExtension]
+
+# Set on request.state by process_result, read when the response is finished.
+_REQUEST_ERROR = "graphql_request_error"
+
+
+def schema_extensions(
+    *, max_depth: int, max_aliases: int, max_tokens: int
+) -> list[ExtensionFactory]:
+    """Factories (not instances: strawberry wants one fresh extension per operation)."""
+    return [
+        # Must run before parsing: it sets the parser's token limit, which ParserCache then
+        # passes to (and keys its cache on).
+        lambda: MaxTokensLimiter(max_token_count=max_tokens),
+        ParserCache,
+        lambda: QueryDepthLimiter(max_depth=max_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+        ValidationCache,
+        lambda: LoggingMaskErrors(should_mask_error=is_unexpected, error_message=MASKED_MESSAGE),
+    ]
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """True for errors a client should not see: an exception escaping a resolver or extension.
+
+    Parse, validation and limit errors are GraphQLErrors of their own (no foreign original
+    error). Input coercion errors (a custom scalar's parse raising ValueError/TypeError) arise
+    before any resolver runs, so they carry no path, and their message is meant for the client.
+    """
+    original = error.original_error
+    if original is None or isinstance(original, GraphQLError):
+        return False
+    return not (error.path is None and isinstance(original, ValueError | TypeError))
+
+
+class LoggingMaskErrors(MaskErrors):
+    """MaskErrors that logs the full exception before it is replaced by a bland message."""
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        logger.error(
+            "unexpected error in GraphQL operation %s at %s: %s",
+            self.execution_context.operation_name,
+            error.path,
+            error.message,
+            exc_info=(type(original), original, original.__traceback__) if original else None,
+        )
+        return super().anonymise_error(error)
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+class GraphQLApp(GraphQL[object, None]):
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        *,
+        max_body_bytes: int,
+        context_getter: ContextGetter | None = None,
+        graphiql: bool = True,
+    ) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if graphiql else None,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+        )
+        self.max_body_bytes = max_body_bytes
+        self._context_getter = context_getter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive=self._limited(receive))
+        media_type = response_media_type(request.headers.get("accept"))
+        try:
+            self._check_content_length(request)
+            response = await self.run(request)
+        except BodyTooLargeError:
+            response = error_response(413, "Request body too large.", media_type)
+        except HTTPException as error:
+            response = self._http_error(request, error, media_type)
+        else:
+            if response.media_type == APPLICATION_JSON and media_type == GRAPHQL_RESPONSE_JSON:
+                response.headers["content-type"] = GRAPHQL_RESPONSE_JSON
+                if getattr(request.state, _REQUEST_ERROR, False):
+                    response.status_code = 400
+        await response(scope, receive, send)
+
+    def _check_content_length(self, request: Request) -> None:
+        declared = request.headers.get("content-length")
+        if declared is None:
+            return
+        if not declared.isdigit():
+            raise HTTPException(400, "Invalid Content-Length header.")
+        if int(declared) > self.max_body_bytes:
+            raise BodyTooLargeError
+
+    def _limited(self, receive: Receive) -> Receive:
+        """Count the body as it streams in: Content-Length may be absent (chunked) or lie."""
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLargeError
+            return message
+
+        return limited_receive
+
+    def _http_error(self, request: Request, error: HTTPException, media_type: str) -> Response:
+        if error.status_code == 405:
+            return error_response(405, error.reason, media_type, allow="GET, POST")
+        if request.method == "GET" and isinstance(error.__cause__, InvalidOperationTypeError):
+            return error_response(
+                405, "Mutations must be sent with POST.", media_type, allow="POST"
+            )
+        return error_response(error.status_code, error.reason, media_type)
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> object:
+        if self._context_getter is None:
+            return await super().get_context(request, response)
+        return await self._context_getter(
+            request, response if isinstance(response, Response) else None
+        )
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        processed = await super().process_result(request, result)
+        if is_request_error(result):
+            # The GraphQL spec: an error raised before execution leaves no "data" entry.
+            processed.pop("data", None)
+            setattr(request.state, _REQUEST_ERROR, True)
+        return processed
+
+
+def graphql_app(
+    schema: strawberry.Schema,
+    *,
+    max_body_bytes: int,
+    context_getter: ContextGetter | None = None,
+    graphiql: bool = True,
+) -> GraphQLApp:
+    """One ASGI app to mount as both the HTTP and the WebSocket route at /graphql."""
+    return GraphQLApp(
+        schema, max_body_bytes=max_body_bytes, context_getter=context_getter, graphiql=graphiql
+    )
+
+
+def is_request_error(result: ExecutionResult) -> bool:
+    """Parse, validation and variable coercion failures: no data, and no error tied to a field
+    (a field error that nulls the whole result still has a path)."""
+    return (
+        result.data is None
+        and bool(result.errors)
+        and all(e.path is None for e in result.errors or ())
+    )
+
+
+def response_media_type(accept: str | None) -> str:
+    """``application/graphql-response+json`` if the client accepts it at least as much as
+    ``application/json``; otherwise (including no Accept header) the legacy ``application/json``."""
+    graphql_response_q = json_q = 0.0
+    for media_range in (accept or "").split(","):
+        media, *params = (part.strip().lower() for part in media_range.split(";"))
+        q = _quality(params)
+        if media == GRAPHQL_RESPONSE_JSON:
+            graphql_response_q = max(graphql_response_q, q)
+        elif media in (APPLICATION_JSON, "application/*", "*/*"):
+            json_q = max(json_q, q)
+    if graphql_response_q > 0 and graphql_response_q >= json_q:
+        return GRAPHQL_RESPONSE_JSON
+    return APPLICATION_JSON
+
+
+def _quality(params: list[str]) -> float:
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip() == "q":
+            try:
+                return float(value)
+            except ValueError:
+                return 0.0
+    return 1.0
+
+
+def error_response(
+    status: int, message: str, media_type: str, *, allow: str | None = None
+) -> Response:
+    body = json.dumps({"errors": [{"message": message}]}, separators=(",", ":"))
+    headers = {"Allow": allow} if allow else None
+    return Response(body, status_code=status, media_type=media_type, headers=headers)
