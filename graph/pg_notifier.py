@@ -1,0 +1,220 @@
+"""Projection notifications across processes through PostgreSQL LISTEN/NOTIFY.
+
+Each process holds one dedicated asyncpg connection that LISTENs (never a SQLAlchemy pooled
+connection: a LISTEN stays on a connection returned to the pool and can starve it) and hands
+what arrives to an ``InProcessNotifier`` for local fan-out. Payloads are "projection:position",
+far below PostgreSQL's 8000-byte limit.
+
+Prefer ``notify_statement`` inside the transaction that advances the checkpoint: PostgreSQL
+delivers a NOTIFY only when (and if) its transaction commits, so nobody hears of a position
+that is not yet readable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+import asyncpg
+import sqlalchemy as sa
+
+from readmodels.notifier import InProcessNotifier, ProjectionUpdate
+
+logger = logging.getLogger("ordergraph.notifier")
+
+DEFAULT_CHANNEL = "ordergraph_projections"
+_CONNECT_TIMEOUT = 10.0
+_MAX_BACKOFF = 5.0
+_CONNECTION_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """``postgresql+asyncpg://...`` (SQLAlchemy style) -> ``postgresql://...`` (libpq style)."""
+    return re.sub(r"^(postgres(?:ql)?)\+\w+://", r"\1://", url)
+
+
+def encode(update: ProjectionUpdate) -> str:
+    return f"{update.projection}:{update.position}"
+
+
+def decode(payload: str) -> ProjectionUpdate:
+    projection, _, position = payload.rpartition(":")
+    if not projection:
+        raise ValueError(f"not a projection update: {payload!r}")
+    return ProjectionUpdate(projection, int(position))
+
+
+def notify_statement(update: ProjectionUpdate, *, channel: str = DEFAULT_CHANNEL) -> sa.TextClause:
+    """A statement to run in your own transaction: ``await conn.execute(notify_statement(u))``."""
+    return sa.text("SELECT pg_notify(:channel, :payload)").bindparams(
+        channel=channel, payload=encode(update)
+    )
+
+
+class PostgresNotifier:
+    """The ``Notifier`` protocol over LISTEN/NOTIFY. ``start()`` before use, ``close()`` after
+    (or ``async with``)."""
+
+    def __init__(
+        self,
+        dsn: str,
+        channel: str = DEFAULT_CHANNEL,
+        *,
+        health_check_interval: float = 30.0,
+    ) -> None:
+        self.dsn = asyncpg_dsn(dsn)
+        self.channel = channel
+        self.health_check_interval = health_check_interval
+        self._local = InProcessNotifier()
+        self._listener: Any = None  # asyncpg.Connection; asyncpg ships no type hints
+        self._publisher: Any = None
+        self._publisher_pid: int | None = None
+        self._publish_lock = asyncio.Lock()
+        self._lost = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._generation = 0
+        self._generation_changed = asyncio.Condition()
+
+    @property
+    def subscriber_count(self) -> int:
+        return self._local.subscriber_count
+
+    @property
+    def listen_generation(self) -> int:
+        """How many times a LISTEN has been established (1 after start, +1 per reconnect)."""
+        return self._generation
+
+    async def listening(self, generation: int = 1) -> None:
+        """Wait until the ``generation``-th LISTEN is established."""
+        async with self._generation_changed:
+            await self._generation_changed.wait_for(lambda: self._generation >= generation)
+
+    async def start(self) -> None:
+        """Connect and LISTEN; raises if PostgreSQL is unreachable now (fail fast at boot)."""
+        await self._listen()
+        self._supervisor = asyncio.create_task(self._supervise(), name="pg-notifier-supervisor")
+
+    async def close(self) -> None:
+        self._closing.set()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        for connection in (self._listener, self._publisher):
+            if connection is not None:
+                with contextlib.suppress(*_CONNECTION_ERRORS):
+                    await connection.close(timeout=_CONNECT_TIMEOUT)
+        self._listener = self._publisher = None
+
+    async def __aenter__(self) -> PostgresNotifier:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[ProjectionUpdate]]:
+        return self._local.subscribe()
+
+    def notify_statement(self, update: ProjectionUpdate) -> sa.TextClause:
+        return notify_statement(update, channel=self.channel)
+
+    async def publish(self, update: ProjectionUpdate) -> None:
+        """NOTIFY at once (autocommit) and deliver to this process's subscribers directly."""
+        async with self._publish_lock:
+            try:
+                await self._notify(update)
+            except _CONNECTION_ERRORS:
+                # One retry on a fresh connection: the old one may have been dropped while idle.
+                await self._drop_publisher()
+                await self._notify(update)
+        self._local.deliver(update)
+
+    async def _notify(self, update: ProjectionUpdate) -> None:
+        if self._publisher is None or self._publisher.is_closed():
+            self._publisher = await asyncpg.connect(self.dsn, timeout=_CONNECT_TIMEOUT)
+            self._publisher_pid = self._publisher.get_server_pid()
+        await self._publisher.execute("SELECT pg_notify($1, $2)", self.channel, encode(update))
+
+    async def _drop_publisher(self) -> None:
+        publisher, self._publisher, self._publisher_pid = self._publisher, None, None
+        if publisher is not None:
+            publisher.terminate()
+
+    async def _listen(self) -> None:
+        connection = await asyncpg.connect(self.dsn, timeout=_CONNECT_TIMEOUT)
+        try:
+            connection.add_termination_listener(self._on_terminated)
+            await connection.add_listener(self.channel, self._on_notification)
+        except BaseException:
+            connection.terminate()
+            raise
+        self._listener = connection
+        self._lost.clear()
+        async with self._generation_changed:
+            self._generation += 1
+            self._generation_changed.notify_all()
+
+    def _on_notification(self, _connection: Any, pid: int, _channel: str, payload: str) -> None:
+        if pid == self._publisher_pid:
+            return  # our own publish(), already delivered locally
+        try:
+            update = decode(payload)
+        except ValueError:
+            logger.warning("ignoring malformed notification %r on %s", payload, self.channel)
+            return
+        self._local.deliver(update)
+
+    def _on_terminated(self, connection: Any) -> None:
+        # Ignore the old connection we terminate ourselves while reconnecting or closing.
+        if connection is self._listener and not self._closing.is_set():
+            self._lost.set()
+
+    async def _supervise(self) -> None:
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), self.health_check_interval)
+            if not self._lost.is_set() and await self._healthy():
+                continue
+            logger.warning("lost the LISTEN connection on %s; reconnecting", self.channel)
+            await self._reconnect()
+
+    async def _healthy(self) -> bool:
+        """A silently dead socket (no RST) only shows when we use it."""
+        if self._listener is None:
+            return False
+        try:
+            await self._listener.fetchval("SELECT 1", timeout=_CONNECT_TIMEOUT)
+        except _CONNECTION_ERRORS:
+            return False
+        return True
+
+    async def _reconnect(self) -> None:
+        old, self._listener = self._listener, None
+        if old is not None:
+            old.terminate()
+        delay = 0.1
+        while not self._closing.is_set():
+            try:
+                await self._listen()
+            except _CONNECTION_ERRORS as error:
+                logger.warning("reconnecting LISTEN on %s failed: %r", self.channel, error)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), delay)
+                delay = min(delay * 2, _MAX_BACKOFF)
+                continue
+            # NOTIFYs sent while we were away are gone and are not replayed: subscribers wait
+            # on positions, and whoever waits re-reads the checkpoints, so nothing stale is sent.
+            logger.info("LISTEN on %s re-established", self.channel)
+            return

@@ -1,0 +1,179 @@
+"""PostgresNotifier against a real PostgreSQL: two notifiers stand for two processes.
+
+Uses conftest's ``postgres_url`` (a throwaway database; skipped locally, failed under CI=true,
+when PostgreSQL is unreachable). LISTEN/NOTIFY needs no tables; each test uses its own channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from domain.db import async_url, create_engine
+from graph.pg_notifier import PostgresNotifier, asyncpg_dsn, decode, encode
+from readmodels.notifier import ProjectionUpdate
+
+TIMEOUT = 10.0
+MARKER = "marker"
+
+
+@pytest.fixture
+def channel() -> str:
+    return f"ordergraph_test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def process_a(postgres_url: str, channel: str) -> AsyncIterator[PostgresNotifier]:
+    async with PostgresNotifier(postgres_url, channel) as notifier:
+        yield notifier
+
+
+@pytest.fixture
+async def process_b(postgres_url: str, channel: str) -> AsyncIterator[PostgresNotifier]:
+    # SQLAlchemy-style URL on purpose: the notifier must accept both spellings.
+    async with PostgresNotifier(async_url(postgres_url), channel) as notifier:
+        yield notifier
+
+
+@pytest.fixture
+async def pg_engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(postgres_url)
+    yield engine
+    await engine.dispose()
+
+
+async def next_update(updates: AsyncIterator[ProjectionUpdate]) -> ProjectionUpdate:
+    async with asyncio.timeout(TIMEOUT):
+        return await anext(updates)
+
+
+async def updates_until_marker(
+    updates: AsyncIterator[ProjectionUpdate], marker_position: int
+) -> list[ProjectionUpdate]:
+    """Everything received up to the marker. NOTIFYs reach a listener in commit order, so
+    once a marker committed later has arrived, an earlier-committed update would have too."""
+    seen: list[ProjectionUpdate] = []
+    while (update := await next_update(updates)) != ProjectionUpdate(MARKER, marker_position):
+        seen.append(update)
+    return seen
+
+
+async def test_update_published_in_one_process_reaches_another(
+    process_a: PostgresNotifier, process_b: PostgresNotifier
+) -> None:
+    async with process_b.subscribe() as updates:
+        await process_a.publish(ProjectionUpdate("order_views", 7))
+        assert await next_update(updates) == ProjectionUpdate("order_views", 7)
+
+
+async def test_own_publish_is_delivered_once(
+    process_a: PostgresNotifier, process_b: PostgresNotifier
+) -> None:
+    async with process_b.subscribe() as updates:
+        await process_b.publish(ProjectionUpdate("order_views", 1))
+        assert await next_update(updates) == ProjectionUpdate("order_views", 1)
+        # If B's own NOTIFY echoed back through its LISTEN, it would arrive before this marker.
+        await process_a.publish(ProjectionUpdate(MARKER, 1))
+        assert await updates_until_marker(updates, 1) == []
+
+
+async def test_notify_in_a_transaction_is_delivered_only_after_commit(
+    process_a: PostgresNotifier, process_b: PostgresNotifier, pg_engine: AsyncEngine
+) -> None:
+    update = ProjectionUpdate("daily_sales", 42)
+    async with process_b.subscribe() as updates:
+        async with pg_engine.begin() as conn:
+            await conn.execute(process_a.notify_statement(update))
+            await process_a.publish(ProjectionUpdate(MARKER, 1))
+            assert await updates_until_marker(updates, 1) == []
+        assert await next_update(updates) == update
+
+
+async def test_notify_in_a_rolled_back_transaction_is_never_delivered(
+    process_a: PostgresNotifier, process_b: PostgresNotifier, pg_engine: AsyncEngine
+) -> None:
+    async with process_b.subscribe() as updates:
+        async with pg_engine.connect() as conn:
+            await conn.execute(process_a.notify_statement(ProjectionUpdate("daily_sales", 42)))
+            await conn.rollback()
+        await process_a.publish(ProjectionUpdate(MARKER, 1))
+        assert await updates_until_marker(updates, 1) == []
+
+
+async def test_leaving_a_subscription_frees_it(process_b: PostgresNotifier) -> None:
+    assert process_b.subscriber_count == 0
+    async with process_b.subscribe(), process_b.subscribe():
+        assert process_b.subscriber_count == 2
+    assert process_b.subscriber_count == 0
+
+
+async def test_malformed_payloads_are_ignored(
+    process_a: PostgresNotifier, process_b: PostgresNotifier, postgres_url: str
+) -> None:
+    async with process_b.subscribe() as updates:
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            await conn.execute("SELECT pg_notify($1, 'no position here')", process_b.channel)
+        finally:
+            await conn.close()
+        await process_a.publish(ProjectionUpdate(MARKER, 1))
+        assert await updates_until_marker(updates, 1) == []
+
+
+async def test_listener_reconnects_after_its_connection_is_killed(
+    process_a: PostgresNotifier,
+    process_b: PostgresNotifier,
+    postgres_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ordergraph.notifier")
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        # Kill every LISTEN connection on the channel; A's publisher connection only NOTIFYs.
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query = $1",
+            f'LISTEN "{process_b.channel}"',
+        )
+    finally:
+        await admin.close()
+    assert killed == 2
+    async with asyncio.timeout(TIMEOUT):
+        await process_b.listening(generation=2)
+        await process_a.listening(generation=2)
+    assert "lost the LISTEN connection" in caplog.text
+    async with process_b.subscribe() as updates:
+        await process_a.publish(ProjectionUpdate("order_views", 3))
+        assert await next_update(updates) == ProjectionUpdate("order_views", 3)
+
+
+async def test_start_fails_fast_when_postgres_is_unreachable() -> None:
+    notifier = PostgresNotifier("postgresql://postgres@127.0.0.1:9/nowhere")
+    with pytest.raises(ConnectionRefusedError):
+        await notifier.start()
+    await notifier.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://u@h:5432/db", "postgresql://u@h:5432/db"),
+        ("postgresql+asyncpg://u:p@h/db?ssl=require", "postgresql://u:p@h/db?ssl=require"),
+        ("postgres+asyncpg://u@h/db", "postgres://u@h/db"),
+    ],
+)
+def test_sqlalchemy_urls_are_accepted(url: str, expected: str) -> None:
+    assert asyncpg_dsn(url) == expected
+
+
+def test_payload_round_trip() -> None:
+    update = ProjectionUpdate("customer_summaries", 123456789)
+    assert decode(encode(update)) == update
+    with pytest.raises(ValueError, match="not a projection update"):
+        decode("12")
