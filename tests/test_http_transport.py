@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -15,7 +17,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from graph.http import GRAPHQL_RESPONSE_JSON, graphql_app, response_media_type, schema_extensions
-from tests.serving import Protocol, graphql_ws, serve_app
+from tests.serving import GraphQLWebSocketError, Protocol, graphql_ws, serve_app, serve_process
 
 MAX_BODY = 4096
 GRAPHQL_RESPONSE = {"Accept": GRAPHQL_RESPONSE_JSON}
@@ -76,6 +78,11 @@ class Subscription:
                 await asyncio.Event().wait()
         finally:
             probe.generator_finished.set()
+
+    @strawberry.subscription
+    async def failing(self) -> AsyncIterator[int]:
+        yield 1
+        raise RuntimeError("secret subscription detail")
 
 
 SCHEMA = strawberry.Schema(
@@ -282,12 +289,41 @@ async def test_unsubscribing_ends_the_server_generator(
         await asyncio.wait_for(probe.generator_finished.wait(), 10)
 
 
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+async def test_subscription_errors_are_masked_and_logged(
+    base_url: str, protocol: Protocol, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="ordergraph.graph")
+    async with graphql_ws(base_url, protocol) as ws:
+        subscription = await ws.subscribe("subscription { failing }")
+        assert await anext(subscription) == {"failing": 1}
+        with pytest.raises(GraphQLWebSocketError) as raised:
+            await anext(subscription)
+    assert "Unexpected error." in str(raised.value)
+    assert "secret" not in str(raised.value)
+    assert "secret subscription detail" in caplog.text
+
+
 async def test_two_subscriptions_on_one_connection(base_url: str) -> None:
     async with graphql_ws(base_url) as ws:
         first = await ws.subscribe("subscription { count(upTo: 2) }")
         second = await ws.subscribe("subscription { count(upTo: 1) }")
         assert [data async for data in second] == [{"count": 1}]
         assert [data async for data in first] == [{"count": 1}, {"count": 2}]
+
+
+async def test_serve_process_runs_a_command_on_a_free_port() -> None:
+    command = [sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
+    async with serve_process(command, dict(os.environ)) as url, httpx.AsyncClient() as client:
+        response = await client.get(url + "/")
+    assert response.status_code == 200
+
+
+async def test_serve_process_reports_a_server_that_dies_at_start() -> None:
+    command = [sys.executable, "-c", "print('no database'); raise SystemExit(3)"]
+    with pytest.raises(RuntimeError, match=r"exit code 3\)(.|\n)*no database"):
+        async with serve_process(command, dict(os.environ)):
+            pass
 
 
 @pytest.mark.parametrize(
