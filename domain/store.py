@@ -181,14 +181,8 @@ class EventStore:
 
     async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Events with a global position above ``after``, in order: what projectors tail."""
-        query = (
-            sa.select(*_EVENT_COLUMNS)
-            .where(events.c.position > after)
-            .order_by(events.c.position)
-            .limit(limit)
-        )
         async with self._engine.connect() as conn:
-            return [_recorded(row) for row in await conn.execute(query)]
+            return await read_after(conn, after, limit)
 
     async def head_position(self) -> int:
         async with self._engine.connect() as conn:
@@ -208,6 +202,17 @@ _COMMAND_COLUMNS = (
     commands.c.stream_version,
     commands.c.position,
 )
+
+
+async def read_after(conn: AsyncConnection, after: int, limit: int) -> list[RecordedEvent]:
+    """``read_all`` on a connection the caller holds (a projector reads in its transaction)."""
+    query = (
+        sa.select(*_EVENT_COLUMNS)
+        .where(events.c.position > after)
+        .order_by(events.c.position)
+        .limit(limit)
+    )
+    return [_recorded(row) for row in await conn.execute(query)]
 
 
 async def _find_command(conn: AsyncConnection, command_id: str) -> AnyRow | None:

@@ -23,6 +23,11 @@ from domain.bus import CommandBus, build_bus
 from domain.db import create_engine
 from domain.store import EventStore
 from migrations import upgrade_to_head
+from readmodels.notifier import InProcessNotifier
+from readmodels.projector import Projector
+from readmodels.queries import ReadModelQueries
+from readmodels.registry import PROJECTION_NAMES, all_projections
+from readmodels.waiting import CheckpointWaiter
 
 ADMIN_URL = os.environ.get("ORDERGRAPH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]
@@ -98,3 +103,23 @@ def store(engine: AsyncEngine) -> EventStore:
 @pytest.fixture
 def bus(store: EventStore) -> CommandBus:
     return build_bus(store)
+
+
+@pytest.fixture
+def notifier() -> InProcessNotifier:
+    return InProcessNotifier()
+
+
+@pytest.fixture
+def projector(engine: AsyncEngine, notifier: InProcessNotifier) -> Projector:
+    return Projector(engine, all_projections(), notifier, batch_size=50, max_backoff=0.2)
+
+
+@pytest.fixture
+def queries(engine: AsyncEngine) -> ReadModelQueries:
+    return ReadModelQueries(engine)
+
+
+@pytest.fixture
+def waiter(engine: AsyncEngine, notifier: InProcessNotifier) -> CheckpointWaiter:
+    return CheckpointWaiter(engine, notifier, PROJECTION_NAMES)

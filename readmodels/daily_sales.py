@@ -1,0 +1,54 @@
+"""Daily sales per UTC day: orders placed and cancelled, revenue paid, items sold.
+
+Each event counts on the day it happened: placements (and their items) on the day placed,
+revenue on the day paid, cancellations on the day cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain import events
+from readmodels.projection import Envelope, Projection, Row, load_rows, upsert
+from readmodels.tables import daily_sales
+
+_COUNTED = (events.OrderPlaced, events.OrderPaid, events.OrderCancelled)
+
+
+class DailySales(Projection):
+    name = "daily_sales"
+    tables = (daily_sales,)
+
+    async def apply(self, conn: AsyncConnection, batch: Sequence[Envelope]) -> None:
+        counted = [e.event for e in batch if isinstance(e.event, _COUNTED)]
+        days = {utc_day(event) for event in counted}
+        rows = await load_rows(conn, daily_sales, daily_sales.c.day, days)
+        for event in counted:
+            row = rows.setdefault(utc_day(event), _empty(utc_day(event)))
+            match event:
+                case events.OrderPlaced(lines=lines):
+                    row["orders_placed"] += 1
+                    row["items_sold"] += sum(line.quantity for line in lines)
+                case events.OrderPaid(amount=amount):
+                    row["revenue"] += amount
+                case events.OrderCancelled():
+                    row["orders_cancelled"] += 1
+        await upsert(conn, daily_sales, list(rows.values()), ["day"])
+
+
+def utc_day(event: events.Event) -> date:
+    return event.occurred_at.astimezone(UTC).date()
+
+
+def _empty(day: date) -> Row:
+    return {
+        "day": day,
+        "orders_placed": 0,
+        "orders_cancelled": 0,
+        "revenue": Decimal("0.00"),
+        "items_sold": 0,
+    }

@@ -1,0 +1,68 @@
+"""Order views: one row per order with its lines, totals, status, address and timestamps."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain import events
+from readmodels.projection import Envelope, Projection, Row, load_rows, upsert
+from readmodels.tables import order_views
+
+
+class OrderViews(Projection):
+    name = "order_views"
+    tables = (order_views,)
+
+    async def apply(self, conn: AsyncConnection, batch: Sequence[Envelope]) -> None:
+        ids = {e.event.order_id for e in batch}
+        rows = await load_rows(conn, order_views, order_views.c.order_id, ids)
+        for envelope in batch:
+            event = envelope.event
+            if isinstance(event, events.OrderPlaced):
+                rows[event.order_id] = _placed(event, envelope.position)
+            row = rows[event.order_id]
+            _fold(row, event)
+            row["version"] = envelope.stream_version
+            row["last_position"] = envelope.position
+        await upsert(conn, order_views, list(rows[i] for i in ids), ["order_id"])
+
+
+def _placed(event: events.OrderPlaced, position: int) -> Row:
+    return {
+        "order_id": event.order_id,
+        "customer_id": event.customer_id,
+        "status": "PLACED",
+        "lines": [
+            {
+                "sku": line.sku,
+                "quantity": line.quantity,
+                "unit_price": str(line.unit_price),
+                "line_total": str(line.line_total),
+            }
+            for line in event.lines
+        ],
+        "total": event.total,
+        "placed_at": event.occurred_at,
+        "paid_at": None,
+        "shipped_at": None,
+        "cancelled_at": None,
+        "carrier": None,
+        "tracking_number": None,
+        "placed_position": position,
+    }
+
+
+def _fold(row: Row, event: events.Event) -> None:
+    match event:
+        case events.OrderPlaced() | events.ShippingAddressChanged():
+            row["shipping_address"] = dataclasses.asdict(event.shipping_address)
+        case events.OrderPaid():
+            row["status"], row["paid_at"] = "PAID", event.occurred_at
+        case events.OrderShipped():
+            row["status"], row["shipped_at"] = "SHIPPED", event.occurred_at
+            row["carrier"], row["tracking_number"] = event.carrier, event.tracking_number
+        case events.OrderCancelled():
+            row["status"], row["cancelled_at"] = "CANCELLED", event.occurred_at

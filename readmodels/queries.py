@@ -1,0 +1,261 @@
+"""Query handlers: read projection tables only, return plain typed objects.
+
+Lists are keyset-paginated: a cursor is the opaque form of the sort key of the last item, so a
+page is one indexed range scan however deep it is, and rows inserted meanwhile never shift it.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from domain.tables import events
+from readmodels.tables import checkpoints, customer_summaries, daily_sales, order_views
+
+T = TypeVar("T")
+MAX_PAGE = 100
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AddressView:
+    line1: str
+    line2: str | None
+    city: str
+    postal_code: str
+    country: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLineView:
+    sku: str
+    quantity: int
+    unit_price: Decimal
+    line_total: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    id: str
+    customer_id: str
+    status: str
+    lines: tuple[OrderLineView, ...]
+    total: Decimal
+    shipping_address: AddressView
+    placed_at: datetime
+    paid_at: datetime | None
+    shipped_at: datetime | None
+    cancelled_at: datetime | None
+    carrier: str | None
+    tracking_number: str | None
+    version: int
+    last_position: int
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerSummaryView:
+    customer_id: str
+    orders_placed: int
+    open_orders: int
+    cancelled_orders: int
+    total_paid: Decimal
+    last_order_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DailySalesView:
+    date: date
+    orders_placed: int
+    orders_cancelled: int
+    revenue: Decimal
+    items_sold: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionStatusView:
+    name: str
+    position: int
+    head: int
+    lag: int
+    state: str
+    error: str | None
+    error_position: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    edges: list[Edge[T]]
+    has_next_page: bool
+    total_count: int
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.edges[-1].cursor if self.edges else None
+
+
+def encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"p:{position}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if kind != "p":
+            raise ValueError(kind)
+        return int(value)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidCursor(f"not a cursor from this API: {cursor!r}") from error
+
+
+class ReadModelQueries:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def order(self, order_id: str) -> OrderView | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(order_views).where(order_views.c.order_id == order_id))
+            ).first()
+        return None if row is None else _order(row)
+
+    async def orders(
+        self,
+        customer_id: str | None = None,
+        status: str | None = None,
+        first: int = 20,
+        after: str | None = None,
+    ) -> Page[OrderView]:
+        """Newest first."""
+        filters: list[Any] = []
+        if customer_id is not None:
+            filters.append(order_views.c.customer_id == customer_id)
+        if status is not None:
+            filters.append(order_views.c.status == status)
+        return await self._page(
+            order_views, order_views.c.placed_position, filters, first, after, _order
+        )
+
+    async def customer(self, customer_id: str) -> CustomerSummaryView | None:
+        query = sa.select(customer_summaries).where(customer_summaries.c.customer_id == customer_id)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _customer(row)
+
+    async def customers(
+        self, first: int = 20, after: str | None = None
+    ) -> Page[CustomerSummaryView]:
+        """Most recent order first."""
+        key = customer_summaries.c.last_order_position
+        return await self._page(customer_summaries, key, [], first, after, _customer)
+
+    async def daily_sales(self, start: date, end: date) -> list[DailySalesView]:
+        """Every day from start to end inclusive; days without sales are zeros."""
+        query = sa.select(daily_sales).where(daily_sales.c.day.between(start, end))
+        async with self._engine.connect() as conn:
+            rows = {row.day: row for row in await conn.execute(query)}
+        days = (start + timedelta(days=n) for n in range((end - start).days + 1))
+        return [
+            DailySalesView(
+                day, row.orders_placed, row.orders_cancelled, row.revenue, row.items_sold
+            )
+            if (row := rows.get(day)) is not None
+            else DailySalesView(day, 0, 0, Decimal("0.00"), 0)
+            for day in days
+        ]
+
+    async def projection_statuses(
+        self, names: Sequence[str] | None = None
+    ) -> list[ProjectionStatusView]:
+        query = sa.select(checkpoints).order_by(checkpoints.c.name)
+        if names is not None:
+            query = query.where(checkpoints.c.name.in_(names))
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            head = int(await conn.scalar(sa.select(sa.func.max(events.c.position))) or 0)
+        return [
+            ProjectionStatusView(
+                row.name,
+                row.position,
+                head,
+                max(head - row.position, 0),
+                row.state,
+                row.error,
+                row.error_position,
+            )
+            for row in rows
+        ]
+
+    async def _page(
+        self,
+        table: sa.Table,
+        key: sa.Column[int],
+        filters: list[Any],
+        first: int,
+        after: str | None,
+        build: Callable[[Any], T],
+    ) -> Page[T]:
+        first = max(0, min(first, MAX_PAGE))
+        page_filters = list(filters)
+        if after is not None:
+            page_filters.append(key < decode_cursor(after))
+        query = sa.select(table).where(*page_filters).order_by(key.desc()).limit(first + 1)
+        count = sa.select(sa.func.count()).select_from(table).where(*filters)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            total = int(await conn.scalar(count) or 0)
+        edges = [Edge(encode_cursor(row._mapping[key.name]), build(row)) for row in rows[:first]]
+        return Page(edges, len(rows) > first, total)
+
+
+def _order(row: Any) -> OrderView:
+    return OrderView(
+        id=row.order_id,
+        customer_id=row.customer_id,
+        status=row.status,
+        lines=tuple(
+            OrderLineView(
+                line["sku"],
+                line["quantity"],
+                Decimal(line["unit_price"]),
+                Decimal(line["line_total"]),
+            )
+            for line in row.lines
+        ),
+        total=row.total,
+        shipping_address=AddressView(**row.shipping_address),
+        placed_at=row.placed_at,
+        paid_at=row.paid_at,
+        shipped_at=row.shipped_at,
+        cancelled_at=row.cancelled_at,
+        carrier=row.carrier,
+        tracking_number=row.tracking_number,
+        version=row.version,
+        last_position=row.last_position,
+    )
+
+
+def _customer(row: Any) -> CustomerSummaryView:
+    return CustomerSummaryView(
+        row.customer_id,
+        row.orders_placed,
+        row.open_orders,
+        row.cancelled_orders,
+        row.total_paid,
+        row.last_order_at,
+    )

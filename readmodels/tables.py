@@ -1,0 +1,100 @@
+"""Projection tables: denormalized for the queries they answer, fed only by the projector."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeEngine
+
+from domain.tables import Json, UTCDateTime, metadata
+
+
+class Money(sa.TypeDecorator[Decimal]):
+    """NUMERIC on PostgreSQL; exact decimal text on SQLite, which has no decimal type."""
+
+    impl = sa.Numeric(14, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.String(32))
+        return dialect.type_descriptor(sa.Numeric(14, 2, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+checkpoints = sa.Table(
+    "projection_checkpoints",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    # live | failed | rebuilding; with the error and the position of the event that failed
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("error_position", sa.BigInteger),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+order_views = sa.Table(
+    "order_views",
+    metadata,
+    sa.Column("order_id", sa.String(100), primary_key=True),
+    sa.Column("customer_id", sa.String(100), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("lines", Json, nullable=False),
+    sa.Column("total", Money, nullable=False),
+    sa.Column("shipping_address", Json, nullable=False),
+    sa.Column("placed_at", UTCDateTime, nullable=False),
+    sa.Column("paid_at", UTCDateTime),
+    sa.Column("shipped_at", UTCDateTime),
+    sa.Column("cancelled_at", UTCDateTime),
+    sa.Column("carrier", sa.String(100)),
+    sa.Column("tracking_number", sa.String(100)),
+    sa.Column("version", sa.Integer, nullable=False),
+    # Position of the OrderPlaced event: unique and stable, the keyset for pagination.
+    sa.Column("placed_position", sa.BigInteger, nullable=False),
+    sa.Column("last_position", sa.BigInteger, nullable=False),
+    sa.Index("ix_order_views_placed", "placed_position"),
+    sa.Index("ix_order_views_customer", "customer_id", "placed_position"),
+    sa.Index("ix_order_views_status", "status", "placed_position"),
+)
+
+customer_summaries = sa.Table(
+    "customer_summaries",
+    metadata,
+    sa.Column("customer_id", sa.String(100), primary_key=True),
+    sa.Column("orders_placed", sa.Integer, nullable=False),
+    sa.Column("open_orders", sa.Integer, nullable=False),
+    sa.Column("cancelled_orders", sa.Integer, nullable=False),
+    sa.Column("total_paid", Money, nullable=False),
+    sa.Column("last_order_at", UTCDateTime, nullable=False),
+    sa.Column("last_order_position", sa.BigInteger, nullable=False),
+    sa.Index("ix_customer_summaries_recent", "last_order_position"),
+)
+
+# The customer of each order, so that events naming only the order reach its customer.
+customer_orders = sa.Table(
+    "customer_orders",
+    metadata,
+    sa.Column("order_id", sa.String(100), primary_key=True),
+    sa.Column("customer_id", sa.String(100), nullable=False),
+)
+
+daily_sales = sa.Table(
+    "daily_sales",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("orders_placed", sa.Integer, nullable=False),
+    sa.Column("orders_cancelled", sa.Integer, nullable=False),
+    sa.Column("revenue", Money, nullable=False),
+    sa.Column("items_sold", sa.Integer, nullable=False),
+)
