@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -14,6 +16,25 @@ from migrations import upgrade_to_head
 from readmodels.notifier import InProcessNotifier
 from readmodels.rebuild import rebuild
 from readmodels.registry import PROJECTION_NAMES, all_projections
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    from graph.app import create_app
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,  # a log line per request costs more than the request
+        loop="auto",  # uvloop and httptools when installed (uvicorn[standard])
+        http="auto",
+    )
 
 
 async def _migrate(settings: Settings) -> None:
@@ -68,14 +89,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--database-url", default=settings.database_url, help="default: $DATABASE_URL"
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the GraphQL server under uvicorn")
+    serve.add_argument("--host", default=settings.host)
+    serve.add_argument("--port", type=int, default=settings.port)
     sub.add_parser("migrate", help="create or upgrade the database schema")
+    sub.add_parser("export-schema", help="print the GraphQL SDL (what schema.graphql holds)")
     rebuild_parser = sub.add_parser("rebuild", help="replay projections from the first event")
     rebuild_parser.add_argument("names", nargs="*", choices=[[], *PROJECTION_NAMES], metavar="NAME")
     rebuild_parser.add_argument("--all", action="store_true", help="every projection")
     rebuild_parser.add_argument("--batch-size", type=int, default=5000)
     args = parser.parse_args(argv)
-    settings = Settings(database_url=args.database_url)
-    if args.command == "migrate":
+    settings = dataclasses.replace(settings, database_url=args.database_url)
+    if args.command == "serve":
+        _serve(dataclasses.replace(settings, host=args.host, port=args.port))
+    elif args.command == "export-schema":
+        from graph.schema import export_sdl
+
+        sys.stdout.write(export_sdl())
+    elif args.command == "migrate":
         asyncio.run(_migrate(settings))
         print(f"migrated {settings.database_url}")
     elif args.command == "rebuild":

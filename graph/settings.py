@@ -1,11 +1,16 @@
-"""Settings, read from the environment once at start-up."""
+"""Settings, read from the environment once at start-up (see the README's table)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_DATABASE_URL = "sqlite:///ordergraph.db"
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -14,17 +19,37 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    # Run the projector in this process. Several may run; they take turns per batch.
+    run_projector: bool = True
+    poll_interval: float = 1.0  # seconds between looks for other processes' appends
+    read_wait_seconds: float = 5.0  # how long `atLeast` waits before answering stale
+    max_body_bytes: int = 256 * 1024
+    max_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 2000
+    pool_size: int = 20
+    sqlite_synchronous: str = "FULL"
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if environ is None else environ)
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        d = cls()
         return cls(
-            database_url=env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
-            host=env.get("HOST", "127.0.0.1"),
-            port=int(env.get("PORT", "8000")),
-            log_level=env.get("LOG_LEVEL", "info"),
+            database_url=env.get("DATABASE_URL", d.database_url),
+            host=env.get("HOST", d.host),
+            port=int(env.get("PORT", d.port)),
+            log_level=env.get("LOG_LEVEL", d.log_level),
+            run_projector=_flag(env.get("RUN_PROJECTOR", "true")),
+            poll_interval=float(env.get("POLL_INTERVAL", d.poll_interval)),
+            read_wait_seconds=float(env.get("READ_WAIT_SECONDS", d.read_wait_seconds)),
+            max_body_bytes=int(env.get("MAX_BODY_BYTES", d.max_body_bytes)),
+            max_depth=int(env.get("MAX_QUERY_DEPTH", d.max_depth)),
+            max_aliases=int(env.get("MAX_QUERY_ALIASES", d.max_aliases)),
+            max_tokens=int(env.get("MAX_QUERY_TOKENS", d.max_tokens)),
+            pool_size=int(env.get("DB_POOL_SIZE", d.pool_size)),
+            sqlite_synchronous=env.get("SQLITE_SYNCHRONOUS", d.sqlite_synchronous),
         )

@@ -1,0 +1,202 @@
+"""GraphQL inputs, and their validation at the edge into domain commands.
+
+GraphQL's type system already refuses wrong types and missing required fields. What it cannot
+say (lengths, formats, decimal places) is checked here and reported as ``InvalidInput`` naming
+the field, before any command exists. Business rules (quantity range, price sign, payment
+amount) are the aggregate's, not checked here.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import strawberry
+
+from domain import commands
+from domain.commands import new_id, order_id_for
+from domain.values import Address, OrderLine
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,99}")
+COUNTRY_PATTERN = re.compile(r"[A-Z]{2}")
+MAX_TEXT = 200
+MAX_ITEMS = 1000  # the aggregate's rule is 100 lines; this only bounds the work of checking
+
+
+class InputError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@strawberry.input
+class AddressInput:
+    line1: str
+    line2: str | None = None
+    city: str
+    postal_code: str
+    country: str = strawberry.field(description="ISO 3166-1 alpha-2 code, e.g. US")
+
+
+@strawberry.input
+class OrderItemInput:
+    sku: str
+    quantity: int
+    unit_price: Decimal
+
+
+@strawberry.input
+class PlaceOrderInput:
+    order_id: strawberry.ID | None = None
+    command_id: strawberry.ID | None = None
+    customer_id: strawberry.ID
+    items: list[OrderItemInput]
+    shipping_address: AddressInput
+
+
+@strawberry.input
+class ChangeShippingAddressInput:
+    order_id: strawberry.ID
+    command_id: strawberry.ID | None = None
+    expected_version: int | None = None
+    shipping_address: AddressInput
+
+
+@strawberry.input
+class PayOrderInput:
+    order_id: strawberry.ID
+    command_id: strawberry.ID | None = None
+    expected_version: int | None = None
+    amount: Decimal
+
+
+@strawberry.input
+class ShipOrderInput:
+    order_id: strawberry.ID
+    command_id: strawberry.ID | None = None
+    expected_version: int | None = None
+    carrier: str
+    tracking_number: str
+
+
+@strawberry.input
+class CancelOrderInput:
+    order_id: strawberry.ID
+    command_id: strawberry.ID | None = None
+    expected_version: int | None = None
+    reason: str
+
+
+def identifier(value: str, field: str) -> str:
+    if not ID_PATTERN.fullmatch(value):
+        raise InputError(
+            field,
+            f"{field} must be 1-100 letters, digits or . _ : - (starting with a letter or digit)",
+        )
+    return value
+
+
+def text(value: str, field: str, *, optional: bool = False) -> str:
+    value = value.strip()
+    if not value and not optional:
+        raise InputError(field, f"{field} must not be empty")
+    if len(value) > MAX_TEXT:
+        raise InputError(field, f"{field} must be at most {MAX_TEXT} characters")
+    return value
+
+
+def amount(value: Decimal, field: str) -> Decimal:
+    if not value.is_finite():
+        raise InputError(field, f"{field} must be a finite decimal number")
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -2:
+        raise InputError(field, f"{field} must have at most 2 decimal places")
+    if abs(value) >= Decimal("1e12"):
+        raise InputError(field, f"{field} is too large")
+    return value
+
+
+def address(value: AddressInput, field: str) -> Address:
+    country = value.country.strip().upper()
+    if not COUNTRY_PATTERN.fullmatch(country):
+        raise InputError(f"{field}.country", "country must be an ISO 3166-1 alpha-2 code")
+    line2 = text(value.line2, f"{field}.line2", optional=True) if value.line2 else None
+    return Address(
+        line1=text(value.line1, f"{field}.line1"),
+        line2=line2 or None,
+        city=text(value.city, f"{field}.city"),
+        postal_code=text(value.postal_code, f"{field}.postalCode"),
+        country=country,
+    )
+
+
+def _command_id(value: strawberry.ID | None) -> str:
+    return new_id() if value is None else identifier(str(value), "commandId")
+
+
+def _expected(value: int | None) -> int | None:
+    if value is not None and value < 0:
+        raise InputError("expectedVersion", "expectedVersion must not be negative")
+    return value
+
+
+def place_order(data: PlaceOrderInput) -> commands.PlaceOrder:
+    command_id = _command_id(data.command_id)
+    order_id = (
+        order_id_for(command_id) if data.order_id is None else identifier(data.order_id, "orderId")
+    )
+    if len(data.items) > MAX_ITEMS:
+        raise InputError("items", f"at most {MAX_ITEMS} items can be sent")
+    lines = tuple(
+        OrderLine(
+            sku=text(item.sku, f"items[{n}].sku"),
+            quantity=item.quantity,
+            unit_price=amount(item.unit_price, f"items[{n}].unitPrice"),
+        )
+        for n, item in enumerate(data.items)
+    )
+    return commands.PlaceOrder(
+        order_id=order_id,
+        command_id=command_id,
+        customer_id=identifier(data.customer_id, "customerId"),
+        lines=lines,
+        shipping_address=address(data.shipping_address, "shippingAddress"),
+    )
+
+
+def change_shipping_address(data: ChangeShippingAddressInput) -> commands.ChangeShippingAddress:
+    return commands.ChangeShippingAddress(
+        order_id=identifier(data.order_id, "orderId"),
+        command_id=_command_id(data.command_id),
+        expected_version=_expected(data.expected_version),
+        shipping_address=address(data.shipping_address, "shippingAddress"),
+    )
+
+
+def pay_order(data: PayOrderInput) -> commands.PayOrder:
+    return commands.PayOrder(
+        order_id=identifier(data.order_id, "orderId"),
+        command_id=_command_id(data.command_id),
+        expected_version=_expected(data.expected_version),
+        amount=amount(data.amount, "amount"),
+    )
+
+
+def ship_order(data: ShipOrderInput) -> commands.ShipOrder:
+    return commands.ShipOrder(
+        order_id=identifier(data.order_id, "orderId"),
+        command_id=_command_id(data.command_id),
+        expected_version=_expected(data.expected_version),
+        carrier=text(data.carrier, "carrier"),
+        tracking_number=text(data.tracking_number, "trackingNumber"),
+    )
+
+
+def cancel_order(data: CancelOrderInput) -> commands.CancelOrder:
+    return commands.CancelOrder(
+        order_id=identifier(data.order_id, "orderId"),
+        command_id=_command_id(data.command_id),
+        expected_version=_expected(data.expected_version),
+        reason=text(data.reason, "reason"),
+    )

@@ -1,0 +1,93 @@
+"""Mutations: each builds exactly one command, dispatches it, and maps the outcome.
+
+Expected failures are union members; anything else raised is a bug and reaches the client
+masked (see graph/http.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import strawberry
+
+from domain import errors
+from domain.commands import Command
+from graph import inputs
+from graph.context import Context
+from graph.types import (
+    CancelOrderResult,
+    ChangeShippingAddressResult,
+    CommandAccepted,
+    InvalidInput,
+    OrderNotFound,
+    Outcome,
+    PayOrderResult,
+    PlaceOrderResult,
+    Position,
+    RuleViolated,
+    ShipOrderResult,
+    VersionConflict,
+)
+
+I = TypeVar("I")  # noqa: E741
+
+
+async def dispatch(
+    info: strawberry.Info[Context, None], build: Callable[[I], Command], data: I
+) -> Outcome:
+    try:
+        command = build(data)
+    except inputs.InputError as error:
+        return InvalidInput(field=error.field, message=error.message)
+    try:
+        result = await info.context.services.bus.dispatch(command)
+    except errors.RuleViolated as error:
+        return RuleViolated(rule=error.rule, message=str(error))
+    except errors.OrderNotFound as error:
+        return OrderNotFound(order_id=strawberry.ID(error.order_id), message=str(error))
+    except errors.VersionConflict as error:
+        return VersionConflict(
+            expected_version=error.expected or 0, actual_version=error.actual, message=str(error)
+        )
+    except errors.CommandIdReused as error:
+        return InvalidInput(field="commandId", message=str(error))
+    return CommandAccepted(
+        command_id=strawberry.ID(result.command_id),
+        order_id=strawberry.ID(result.order_id),
+        version=result.version,
+        position=Position(result.position),
+    )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Place a new order (command PlaceOrder).")
+    async def place_order(
+        self, info: strawberry.Info[Context, None], input: inputs.PlaceOrderInput
+    ) -> PlaceOrderResult:
+        return await dispatch(info, inputs.place_order, input)
+
+    @strawberry.mutation(description="Change where an unshipped order goes.")
+    async def change_shipping_address(
+        self, info: strawberry.Info[Context, None], input: inputs.ChangeShippingAddressInput
+    ) -> ChangeShippingAddressResult:
+        return await dispatch(info, inputs.change_shipping_address, input)
+
+    @strawberry.mutation(description="Pay an order; the amount must equal its total.")
+    async def pay_order(
+        self, info: strawberry.Info[Context, None], input: inputs.PayOrderInput
+    ) -> PayOrderResult:
+        return await dispatch(info, inputs.pay_order, input)
+
+    @strawberry.mutation(description="Ship a paid order.")
+    async def ship_order(
+        self, info: strawberry.Info[Context, None], input: inputs.ShipOrderInput
+    ) -> ShipOrderResult:
+        return await dispatch(info, inputs.ship_order, input)
+
+    @strawberry.mutation(description="Cancel an order that has not shipped.")
+    async def cancel_order(
+        self, info: strawberry.Info[Context, None], input: inputs.CancelOrderInput
+    ) -> CancelOrderResult:
+        return await dispatch(info, inputs.cancel_order, input)

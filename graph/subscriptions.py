@@ -1,0 +1,84 @@
+"""Subscriptions: pushed by projection notifications, never by polling.
+
+Each subscription holds one notifier subscription (a small queue) while it lives, and frees
+it in ``finally`` when the client leaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+
+import strawberry
+from graphql import GraphQLError
+
+from graph.context import Context
+from graph.types import CaughtUp, Order, Position, ProjectionStatus, ProjectionUpdate
+from readmodels.registry import PROJECTION_NAMES
+
+Info = strawberry.Info[Context, None]
+
+
+def _names(projections: Sequence[str] | None) -> list[str]:
+    names = list(PROJECTION_NAMES if projections is None else projections)
+    unknown = sorted(set(names) - set(PROJECTION_NAMES))
+    if unknown:
+        raise GraphQLError(f"unknown projections {unknown}; known: {', '.join(PROJECTION_NAMES)}")
+    return names
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="Every checkpoint advance of the named projections.")
+    async def projection_updated(
+        self, info: Info, projections: list[str] | None = None
+    ) -> AsyncGenerator[ProjectionUpdate, None]:
+        names = set(_names(projections))
+        async with info.context.services.notifier.subscribe() as updates:
+            async for update in updates:
+                if update.projection in names:
+                    yield ProjectionUpdate(
+                        projection=update.projection, position=Position(update.position)
+                    )
+
+    @strawberry.subscription(
+        description="One event when every named projection (default: all) has reached the "
+        "position, then completes. Emits at once if they are already there."
+    )
+    async def caught_up(
+        self,
+        info: Info,
+        position: Position,
+        projections: list[str] | None = None,
+    ) -> AsyncGenerator[CaughtUp, None]:
+        names = _names(projections)
+        services = info.context.services
+        async with services.notifier.subscribe() as updates:
+            current = await services.waiter.positions(names)
+            pending = {name for name, at in current.items() if at < position}
+            if pending:
+                async for update in updates:
+                    if update.position >= position:
+                        pending.discard(update.projection)
+                    if not pending:
+                        break
+        statuses = await services.queries.projection_statuses(names)
+        yield CaughtUp(position=position, projections=[ProjectionStatus.of(s) for s in statuses])
+
+    @strawberry.subscription(
+        description="The order's view now (if it exists) and each time its row changes."
+    )
+    async def order_changed(self, info: Info, id: strawberry.ID) -> AsyncGenerator[Order, None]:
+        services = info.context.services
+        seen = 0
+        async with services.notifier.subscribe() as updates:
+            view = await services.queries.order(str(id))
+            if view is not None:
+                seen = view.last_position
+                yield Order.of(view)
+            async for update in updates:
+                if update.projection != "order_views" or update.position <= seen:
+                    continue
+                view = await services.queries.order(str(id))
+                if view is not None and view.last_position > seen:
+                    seen = view.last_position
+                    yield Order.of(view)

@@ -1,0 +1,254 @@
+"""GraphQL output types and scalars. Names and shapes are the client contract (MISSION.md)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date as Date
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, NewType
+
+import strawberry
+
+from readmodels import queries as q
+
+Position = NewType("Position", int)
+
+# Registered on the schema through StrawberryConfig.scalar_map (see graph/schema.py).
+POSITION_SCALAR = strawberry.scalar(
+    name="Position",
+    serialize=int,
+    parse_value=lambda value: _position(value),
+    description="A global event position, as a JSON integer: the read-your-writes token.",
+)
+
+
+def _position(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("Position must be a non-negative integer")
+    return value
+
+
+@strawberry.enum
+class OrderStatus(enum.Enum):
+    PLACED = "PLACED"
+    PAID = "PAID"
+    SHIPPED = "SHIPPED"
+    CANCELLED = "CANCELLED"
+
+
+@strawberry.type
+class Address:
+    line1: str
+    line2: str | None
+    city: str
+    postal_code: str
+    country: str
+
+
+@strawberry.type
+class OrderLine:
+    sku: str
+    quantity: int
+    unit_price: Decimal
+    line_total: Decimal
+
+
+@strawberry.type
+class Order:
+    id: strawberry.ID
+    customer_id: strawberry.ID
+    status: OrderStatus
+    lines: list[OrderLine]
+    total: Decimal
+    shipping_address: Address
+    placed_at: datetime
+    paid_at: datetime | None
+    shipped_at: datetime | None
+    cancelled_at: datetime | None
+    version: int
+
+    @classmethod
+    def of(cls, view: q.OrderView) -> Order:
+        a = view.shipping_address
+        return cls(
+            id=strawberry.ID(view.id),
+            customer_id=strawberry.ID(view.customer_id),
+            status=OrderStatus(view.status),
+            lines=[
+                OrderLine(
+                    sku=x.sku, quantity=x.quantity, unit_price=x.unit_price, line_total=x.line_total
+                )
+                for x in view.lines
+            ],
+            total=view.total,
+            shipping_address=Address(
+                line1=a.line1,
+                line2=a.line2,
+                city=a.city,
+                postal_code=a.postal_code,
+                country=a.country,
+            ),
+            placed_at=view.placed_at,
+            paid_at=view.paid_at,
+            shipped_at=view.shipped_at,
+            cancelled_at=view.cancelled_at,
+            version=view.version,
+        )
+
+
+@strawberry.type
+class CustomerSummary:
+    customer_id: strawberry.ID
+    orders_placed: int
+    open_orders: int
+    cancelled_orders: int
+    total_paid: Decimal
+    last_order_at: datetime | None
+
+    @classmethod
+    def of(cls, view: q.CustomerSummaryView) -> CustomerSummary:
+        return cls(
+            customer_id=strawberry.ID(view.customer_id),
+            orders_placed=view.orders_placed,
+            open_orders=view.open_orders,
+            cancelled_orders=view.cancelled_orders,
+            total_paid=view.total_paid,
+            last_order_at=view.last_order_at,
+        )
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class OrderEdge:
+    cursor: str
+    node: Order
+
+
+@strawberry.type
+class OrderConnection:
+    edges: list[OrderEdge]
+    page_info: PageInfo
+    total_count: int
+
+    @classmethod
+    def of(cls, page: q.Page[q.OrderView]) -> OrderConnection:
+        return cls(
+            edges=[OrderEdge(cursor=e.cursor, node=Order.of(e.node)) for e in page.edges],
+            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+            total_count=page.total_count,
+        )
+
+
+@strawberry.type
+class CustomerEdge:
+    cursor: str
+    node: CustomerSummary
+
+
+@strawberry.type
+class CustomerConnection:
+    edges: list[CustomerEdge]
+    page_info: PageInfo
+    total_count: int
+
+    @classmethod
+    def of(cls, page: q.Page[q.CustomerSummaryView]) -> CustomerConnection:
+        return cls(
+            edges=[
+                CustomerEdge(cursor=e.cursor, node=CustomerSummary.of(e.node)) for e in page.edges
+            ],
+            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+            total_count=page.total_count,
+        )
+
+
+@strawberry.type
+class DailySales:
+    date: Date
+    orders_placed: int
+    orders_cancelled: int
+    revenue: Decimal
+    items_sold: int
+
+
+@strawberry.type
+class ProjectionStatus:
+    name: str
+    position: Position
+    lag: int
+    state: str
+    error: str | None
+
+    @classmethod
+    def of(cls, view: q.ProjectionStatusView) -> ProjectionStatus:
+        return cls(
+            name=view.name,
+            position=Position(view.position),
+            lag=view.lag,
+            state=view.state,
+            error=view.error,
+        )
+
+
+@strawberry.type
+class ProjectionUpdate:
+    projection: str
+    position: Position
+
+
+@strawberry.type
+class CaughtUp:
+    position: Position
+    projections: list[ProjectionStatus]
+
+
+# Results of mutations: the success member and the expected failures, as union members.
+
+
+@strawberry.type
+class CommandAccepted:
+    command_id: strawberry.ID
+    order_id: strawberry.ID
+    version: int
+    position: Position
+
+
+@strawberry.type
+class InvalidInput:
+    field: str
+    message: str
+
+
+@strawberry.type
+class OrderNotFound:
+    order_id: strawberry.ID
+    message: str
+
+
+@strawberry.type
+class VersionConflict:
+    expected_version: int
+    actual_version: int
+    message: str
+
+
+@strawberry.type
+class RuleViolated:
+    rule: str
+    message: str
+
+
+Outcome = CommandAccepted | InvalidInput | OrderNotFound | VersionConflict | RuleViolated
+
+
+PlaceOrderResult = Annotated[Outcome, strawberry.union("PlaceOrderResult")]
+ChangeShippingAddressResult = Annotated[Outcome, strawberry.union("ChangeShippingAddressResult")]
+PayOrderResult = Annotated[Outcome, strawberry.union("PayOrderResult")]
+ShipOrderResult = Annotated[Outcome, strawberry.union("ShipOrderResult")]
+CancelOrderResult = Annotated[Outcome, strawberry.union("CancelOrderResult")]
