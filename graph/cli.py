@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import json
 import logging
 import sys
 import time
@@ -93,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default=settings.host)
     serve.add_argument("--port", type=int, default=settings.port)
     sub.add_parser("migrate", help="create or upgrade the database schema")
+    watch = sub.add_parser("subscribe", help="print a subscription's events from a server")
+    watch.add_argument("query", help="the GraphQL subscription document")
+    watch.add_argument("--url", default=f"ws://{settings.host}:{settings.port}/graphql")
+    watch.add_argument("--variables", default="{}", help="JSON object")
     sub.add_parser("export-schema", help="print the GraphQL SDL (what schema.graphql holds)")
     rebuild_parser = sub.add_parser("rebuild", help="replay projections from the first event")
     rebuild_parser.add_argument("names", nargs="*", choices=[[], *PROJECTION_NAMES], metavar="NAME")
@@ -106,6 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from graph.schema import export_sdl
 
         sys.stdout.write(export_sdl())
+    elif args.command == "subscribe":
+        from graph.watch import subscribe
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(subscribe(args.url, args.query, json.loads(args.variables)))
     elif args.command == "migrate":
         asyncio.run(_migrate(settings))
         print(f"migrated {settings.database_url}")
