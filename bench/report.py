@@ -1,0 +1,236 @@
+"""Turn one run's results into the table (stdout and ``bench/RESULTS.md``), the targets'
+pass/fail, the JSON (``bench/results/latest.json``) and the chart (``latest.png``, copied to
+``bench/chart.png``).
+
+Every ratio is ordergraph over its baseline from the same run: above 1 is faster for
+throughput, slower for latency and memory.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+RYW_P99_TARGET_MS = 50.0
+REBUILD_TARGET = 10_000.0
+RAW = "raw-driver Starlette"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    backend: str
+    figure: str
+    unit: str
+    value: float
+    baseline: float | None
+    baseline_name: str
+
+    @property
+    def ratio(self) -> float | None:
+        return self.value / self.baseline if self.baseline else None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    passed: bool
+    detail: str
+
+
+def rows(backend: str, r: dict[str, Any]) -> list[Row]:
+    og, raw = r["ordergraph"], r["baseline"]
+    out = []
+    for key, label, base in (("place", "placeOrder", "place"), ("mixed", "mixed", "place")):
+        out += [
+            Row(backend, f"{label} throughput", "req/s", og[key]["throughput"],
+                raw[base]["throughput"], f"{RAW} insert"),
+            Row(backend, f"{label} p50", "ms", og[key]["p50_ms"], raw[base]["p50_ms"],
+                f"{RAW} insert"),
+            Row(backend, f"{label} p99", "ms", og[key]["p99_ms"], raw[base]["p99_ms"],
+                f"{RAW} insert"),
+        ]  # fmt: skip
+    ryw, beside = og["ryw"], og["ryw_writers"]
+    out += [
+        Row(backend, "read-your-writes p50", "ms", ryw["p50_ms"], None, "-"),
+        Row(backend, "read-your-writes p99", "ms", ryw["p99_ms"], RYW_P99_TARGET_MS,
+            "target (50 ms)"),
+        Row(backend, "placeOrder beside RYW", "req/s", beside["throughput"],
+            raw["place"]["throughput"], f"{RAW} insert"),
+        Row(backend, "order(id) throughput", "req/s", og["query"]["throughput"],
+            raw["query"]["throughput"], f"{RAW} select"),
+        Row(backend, "order(id) p50", "ms", og["query"]["p50_ms"], raw["query"]["p50_ms"],
+            f"{RAW} select"),
+        Row(backend, "order(id) p99", "ms", og["query"]["p99_ms"], raw["query"]["p99_ms"],
+            f"{RAW} select"),
+    ]  # fmt: skip
+    inproc = r["inprocess"]
+    for mode in ("sequential", "concurrent"):
+        label = "1 at a time" if mode == "sequential" else f"{r['clients']} concurrent"
+        out.append(
+            Row(backend, f"in-process place, {label}", "cmd/s", inproc["ordergraph"][mode],
+                inproc["eventsourcing"][mode], "eventsourcing lib")
+        )  # fmt: skip
+    out += [
+        Row(backend, f"rebuild {r['rebuild']['events']:,} events", "events/s",
+            r["rebuild"]["rate"], REBUILD_TARGET, "target (10,000/s)"),
+        Row(backend, "server peak memory (VmHWM)", "MiB", og["memory_kib"] / 1024,
+            raw["memory_kib"] / 1024, f"{RAW} server"),
+    ]  # fmt: skip
+    return out
+
+
+def targets(results: dict[str, Any]) -> list[Target]:
+    out = []
+    for backend, r in results["backends"].items():
+        og, raw, inproc = r["ordergraph"], r["baseline"], r["inprocess"]
+        ratio = og["place"]["throughput"] / max(raw["place"]["throughput"], 1e-9)
+        out.append(
+            Target(f"{backend}: placeOrder >= 0.5x raw driver", ratio >= 0.5, f"{ratio:.2f}x")
+        )
+        mine, theirs = inproc["ordergraph"]["concurrent"], inproc["eventsourcing"]["concurrent"]
+        out.append(
+            Target(
+                f"{backend}: placeOrder ahead of eventsourcing (in-process, "
+                f"{r['clients']} concurrent)",
+                mine > theirs,
+                f"{mine:.0f} vs {theirs:.0f} cmd/s",
+            )
+        )
+        p99 = og["ryw"]["p99_ms"]
+        out.append(
+            Target(
+                f"{backend}: read-your-writes p99 < 50 ms at {r['clients']} writers",
+                p99 < RYW_P99_TARGET_MS and og["ryw"]["ops"] > 0,
+                f"{p99:.1f} ms",
+            )
+        )
+        if backend == "sqlite":
+            rate = r["rebuild"]["rate"]
+            out.append(
+                Target(
+                    "sqlite: rebuild >= 10,000 events/s", rate >= REBUILD_TARGET, f"{rate:.0f}/s"
+                )
+            )
+    return out
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.2f}"
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        "| backend | figure | unit | ordergraph | baseline | baseline is | ratio |",
+        "| --- | --- | --- | ---: | ---: | --- | ---: |",
+    ]
+    for backend, r in results["backends"].items():
+        for row in rows(backend, r):
+            ratio = "-" if row.ratio is None else f"{row.ratio:.2f}x"
+            lines.append(
+                f"| {row.backend} | {row.figure} | {row.unit} | {_number(row.value)} | "
+                f"{_number(row.baseline)} | {row.baseline_name} | {ratio} |"
+            )
+    lines += ["", "| target | result | measured |", "| --- | --- | --- |"]
+    for target in targets(results):
+        verdict = "PASS" if target.passed else "FAIL"
+        lines.append(f"| {target.name} | {verdict} | {target.detail} |")
+    errors = [
+        f"- {backend} {side} {name}: {s['errors']} errors, first: `{s['first_error']}`"
+        for backend, r in results["backends"].items()
+        for side in ("ordergraph", "baseline")
+        for name, s in r[side].items()
+        if isinstance(s, dict) and s.get("errors")
+    ]
+    if errors:
+        lines += ["", "Errors during the run:", *errors]
+    return "\n".join(lines)
+
+
+def markdown(results: dict[str, Any], text: str) -> str:
+    meta = results["meta"]
+    return "\n".join(
+        [
+            "# Benchmark results",
+            "",
+            f"`{meta['command']}` on {meta['started_at']}: {meta['cpus']} CPUs, load average "
+            f"{meta['load_before']} before, Python {meta['python']}, ordergraph at "
+            f"`{meta['git']}`. {meta['clients']} clients, {meta['duration']} s per workload.",
+            "",
+            "Ratios are ordergraph over the baseline measured in the same run on the same "
+            "machine (above 1: faster for throughput, slower for latency and memory). "
+            "Methods: [bench/README.md](README.md).",
+            "",
+            text,
+            "",
+        ]
+    )
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a server
+    import matplotlib.pyplot as plt
+
+    backends = list(results["backends"])
+    fig, axes = plt.subplots(len(backends), 2, figsize=(13, 4.2 * len(backends)), squeeze=False)
+    for (left, right), backend in zip(axes, backends, strict=True):
+        r = results["backends"][backend]
+        og, raw = r["ordergraph"], r["baseline"]
+        names = ["placeOrder", "mixed", "order(id)", "in-proc 1", "in-proc N"]
+        ours = [og["place"]["throughput"], og["mixed"]["throughput"], og["query"]["throughput"],
+                r["inprocess"]["ordergraph"]["sequential"],
+                r["inprocess"]["ordergraph"]["concurrent"]]  # fmt: skip
+        theirs = [raw["place"]["throughput"], raw["place"]["throughput"],
+                  raw["query"]["throughput"], r["inprocess"]["eventsourcing"]["sequential"],
+                  r["inprocess"]["eventsourcing"]["concurrent"]]  # fmt: skip
+        _bars(left, names, ours, theirs, "ordergraph", "baseline (raw driver / eventsourcing)")
+        left.set_title(f"{backend}: throughput (ops/s)")
+        names = ["placeOrder", "mixed", "order(id)", "read-your-writes"]
+        sides = [og["place"], og["mixed"], og["query"], og["ryw"]]
+        bases = [raw["place"], raw["place"], raw["query"], None]
+        for q, shade in (("p99_ms", 0.45), ("p50_ms", 1.0)):
+            _bars(right, names, [s[q] for s in sides], [b[q] if b else 0.0 for b in bases],
+                  f"ordergraph {q[:3]}", f"raw driver {q[:3]}", alpha=shade)  # fmt: skip
+        right.axhline(RYW_P99_TARGET_MS, color="red", linestyle=":", linewidth=1)
+        right.set_title(f"{backend}: latency (ms), p50 solid, p99 faded; red: 50 ms")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _bars(
+    axis: Any,
+    names: list[str],
+    ours: list[float],
+    theirs: list[float],
+    our_label: str,
+    their_label: str,
+    alpha: float = 1.0,
+) -> None:
+    xs = range(len(names))
+    axis.bar([x - 0.2 for x in xs], ours, 0.4, label=our_label, color="tab:blue", alpha=alpha)
+    axis.bar([x + 0.2 for x in xs], theirs, 0.4, label=their_label, color="tab:gray", alpha=alpha)
+    axis.set_xticks(list(xs), names)
+    axis.legend(fontsize=7)
+
+
+def write(results: dict[str, Any]) -> str:
+    """Print-ready table; writes JSON, RESULTS.md and the chart as a side effect."""
+    text = table(results)
+    results["targets"] = [
+        {"name": t.name, "passed": t.passed, "measured": t.detail} for t in targets(results)
+    ]
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    (BENCH_DIR / "RESULTS.md").write_text(markdown(results, text))
+    chart(results, RESULTS_DIR / "latest.png")
+    shutil.copyfile(RESULTS_DIR / "latest.png", BENCH_DIR / "chart.png")
+    return text
