@@ -9,11 +9,16 @@ readers run beside the one writer.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import Pool
 
 # Execution option read by the "begin" hook below.
 _SQLITE_BEGIN = "ordergraph_sqlite_begin"
@@ -43,6 +48,28 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) 
 def writer(engine: AsyncEngine) -> AsyncEngine:
     """The same engine (same pool) whose transactions start with BEGIN IMMEDIATE on SQLite."""
     return engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
+
+
+# One asyncio lock per SQLite pool: see write_transaction.
+_SQLITE_WRITE_GATES: weakref.WeakKeyDictionary[Pool, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction that will write. Commits on success, rolls back on error.
+
+    SQLite admits one writer at a time, and a writer that finds the lock taken sleeps in
+    SQLite's busy handler with growing back-off (up to 100 ms a try), however soon the lock is
+    free again. Queueing this process's writers on an asyncio lock first hands the database
+    over the moment it is free; the busy handler is then left only for other processes.
+    """
+    if not is_sqlite(engine):
+        async with engine.begin() as conn:
+            yield conn
+        return
+    gate = _SQLITE_WRITE_GATES.setdefault(engine.sync_engine.pool, asyncio.Lock())
+    async with gate, writer(engine).begin() as conn:
+        yield conn
 
 
 def _take_control_of_sqlite_transactions(engine: AsyncEngine, synchronous: str) -> None:

@@ -89,7 +89,13 @@ async def _decide_and_append(
 ) -> CommandResult:
     attempts = MAX_ATTEMPTS if command.expected_version is None else 1
     for attempt in range(1, attempts + 1):
-        order = await load_order(context.store, command.order_id)
+        if creates and attempt == 1:
+            # Optimistic creation: a new order has no history to load. Appending with "no
+            # stream" is the existence check; if the order exists after all, the conflict
+            # sends us round again, to load it and let the aggregate refuse.
+            order = Order(command.order_id)
+        else:
+            order = await load_order(context.store, command.order_id)
         if not creates and not order.exists:
             raise OrderNotFound(command.order_id)
         if command.expected_version is not None and command.expected_version != order.version:

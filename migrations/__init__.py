@@ -10,7 +10,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.db import writer
+from domain.db import write_transaction
 
 HERE = Path(__file__).parent
 
@@ -31,5 +31,5 @@ async def upgrade_to_head(engine: AsyncEngine) -> None:
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
         command.upgrade(alembic_config(connection), "head")
 
-    async with writer(engine).begin() as conn:
+    async with write_transaction(engine) as conn:
         await conn.run_sync(upgrade)

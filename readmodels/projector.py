@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain import codec
-from domain.db import writer
+from domain.db import write_transaction
 from domain.store import read_after
 from readmodels.notifier import Notifier, ProjectionUpdate
 from readmodels.projection import Envelope, Projection
@@ -62,7 +62,6 @@ class Projector:
         max_backoff: float = 30.0,
     ) -> None:
         self._engine = engine
-        self._writer = writer(engine)
         self.projections = {p.name: p for p in projections}
         self._notifier = notifier
         self.batch_size = batch_size
@@ -140,7 +139,7 @@ class Projector:
         return applied
 
     async def _step(self, projection: Projection, limit: int) -> int:
-        async with self._writer.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             checkpoint = await _lock_checkpoint(conn, projection.name)
             if checkpoint is None:
                 return 0
@@ -172,7 +171,7 @@ class Projector:
             failure.cause,
             exc_info=failure.cause,
         )
-        async with self._writer.begin() as conn:
+        async with write_transaction(self._engine) as conn:
             await conn.execute(
                 checkpoints.update()
                 .where(checkpoints.c.name == projection.name)
@@ -188,7 +187,7 @@ class Projector:
 
 async def ensure_checkpoints(engine: AsyncEngine, names: Iterable[str]) -> None:
     """Give every named projection a checkpoint row (position 0) if it has none yet."""
-    async with writer(engine).begin() as conn:
+    async with write_transaction(engine) as conn:
         existing = set(await conn.scalars(sa.select(checkpoints.c.name)))
         missing = [n for n in names if n not in existing]
         if missing:

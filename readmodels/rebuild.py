@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.db import writer
+from domain.db import write_transaction
 from readmodels.notifier import Notifier
 from readmodels.projection import Projection
 from readmodels.projector import LIVE, REBUILDING, Projector, ensure_checkpoints
@@ -28,7 +28,7 @@ async def rebuild(
 ) -> int:
     """Returns how many events were replayed."""
     await ensure_checkpoints(engine, [projection.name])
-    async with writer(engine).begin() as conn:
+    async with write_transaction(engine) as conn:
         # Wait for (rather than skip) a projector that holds the projection mid-batch.
         await conn.execute(
             sa.select(checkpoints.c.position)
@@ -45,7 +45,7 @@ async def rebuild(
         replayed += applied
         if progress is not None:
             progress(replayed, head)
-    async with writer(engine).begin() as conn:
+    async with write_transaction(engine) as conn:
         await _set(conn, projection.name, state=LIVE)
     return replayed
 

@@ -271,3 +271,14 @@ async def test_a_stored_v1_order_placed_is_upcast_when_loaded(
     )
     paid = await bus.dispatch(commands.PayOrder(order_id="old-1", amount=Decimal("10")))
     assert paid.version == 2
+
+
+async def test_placing_an_existing_order_again_is_refused(
+    bus: CommandBus, store: EventStore
+) -> None:
+    await bus.dispatch(first := place_order())
+    # Placing skips loading (optimistic creation); the conflict must still end in the rule.
+    with pytest.raises(RuleViolated) as error:
+        await bus.dispatch(place_order(order_id=first.order_id))
+    assert error.value.rule == "order_already_placed"
+    assert len(await store.read_all()) == 1

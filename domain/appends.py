@@ -1,0 +1,243 @@
+"""Group commit: the appends that arrive while one transaction commits share the next one.
+
+One writer task per store drains a queue of pending appends. A batch costs one transaction,
+one commit (one fsync) and four statements however many appends it holds: read the versions
+of the streams it touches, read the command ids it carries, insert all events, insert all
+command records. Each append in it still gets exactly its own outcome: a stale expected
+version is that append's VersionConflict, a repeated command id that append's first result;
+the others commit. If the batch as a whole fails, every append in it is retried alone, so
+one bad append cannot take its neighbours down with it.
+
+Appends are serialized, and that is what makes the global order safe to tail. On SQLite the
+writer's ``BEGIN IMMEDIATE`` already admits one writer at a time. On PostgreSQL a sequence value
+is taken at insert, not at commit, so without care position 7 can become visible before 6 and a
+reader tailing "after my checkpoint" would skip 6 forever. Each batch therefore takes
+``LOCK TABLE events IN EXCLUSIVE MODE`` (as the Python eventsourcing library does): it conflicts
+only with itself and with writers, never with plain SELECTs, and it is held until commit, so
+positions commit in the order they were taken. Group commit wins back what serializing costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from domain.db import is_sqlite, write_transaction
+from domain.errors import CommandIdReused, VersionConflict
+from domain.records import AppendResult, CommandRecord, ExpectedVersion, NewEvent, StreamState
+from domain.tables import commands, events
+
+MAX_BATCH = 256  # appends per transaction; bounds statement size and one batch's latency
+
+
+@dataclass(eq=False)
+class PendingAppend:
+    stream_id: str
+    events: Sequence[NewEvent]
+    expected: ExpectedVersion
+    command: CommandRecord | None
+    outcome: asyncio.Future[AppendResult] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class GroupCommitWriter:
+    def __init__(self, engine: AsyncEngine, insert: InsertEvents) -> None:
+        self._engine = engine
+        self._insert = insert
+        self._lock_table = not is_sqlite(engine)
+        self._queue: list[PendingAppend] = []
+        self._task: asyncio.Task[None] | None = None
+        self.committed: list[Callable[[int], None]] = []
+
+    async def append(self, pending: PendingAppend) -> AppendResult:
+        self._queue.append(pending)
+        if self._task is None:
+            # The writer lives while there is work and ends when the queue is empty, so an
+            # idle store holds no task (and nothing outlives the event loop it ran on).
+            self._task = asyncio.create_task(self._drain(), name="event-store-writer")
+        return await pending.outcome
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                try:
+                    await self._commit(batch)
+                except Exception:
+                    for pending in batch:  # alone, each append meets only its own fate
+                        try:
+                            await self._commit([pending])
+                        except Exception as error:
+                            _settle(pending, error)
+        finally:
+            self._task = None
+
+    async def _commit(self, batch: list[PendingAppend]) -> None:
+        try:
+            async with write_transaction(self._engine) as conn:
+                if self._lock_table:
+                    await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
+                outcomes = await self._write(conn, batch)
+        except IntegrityError as error:
+            if len(batch) > 1:
+                raise
+            # Unreachable while appends are serialized; kept so that a lost race can only
+            # ever surface as the typed conflict, never as a driver error or an overwrite.
+            (pending,) = batch
+            async with self._engine.connect() as conn:
+                actual = (await _stream_versions(conn, [pending.stream_id])).get(
+                    pending.stream_id, 0
+                )
+            expected = pending.expected if isinstance(pending.expected, int) else None
+            raise VersionConflict(pending.stream_id, expected, actual) from error
+        head = max(
+            (o.position for o in outcomes.values() if isinstance(o, AppendResult)), default=0
+        )
+        for pending in batch:
+            _settle(pending, outcomes[pending])
+        if head:
+            for listener in self.committed:
+                listener(head)
+
+    async def _write(
+        self, conn: AsyncConnection, batch: list[PendingAppend]
+    ) -> dict[PendingAppend, AppendResult | Exception]:
+        versions = await _stream_versions(conn, {p.stream_id for p in batch})
+        previous = await _commands(conn, [p.command.command_id for p in batch if p.command])
+        outcomes: dict[PendingAppend, AppendResult | Exception] = {}
+        first_of: dict[str, PendingAppend] = {}  # command id -> its append in this batch
+        accepted: list[tuple[PendingAppend, int]] = []  # with the stream version before it
+        for pending in batch:
+            command = pending.command
+            if command is not None and command.command_id in first_of:
+                continue  # a copy of an append in this batch: settled from it below
+            if command is not None and command.command_id in previous:
+                outcomes[pending] = _duplicate(previous[command.command_id], command)
+                continue
+            actual = versions.get(pending.stream_id, 0)
+            if (conflict := _conflict(pending.stream_id, pending.expected, actual)) is not None:
+                outcomes[pending] = conflict
+                continue
+            versions[pending.stream_id] = actual + len(pending.events)
+            accepted.append((pending, actual))
+            if command is not None:
+                first_of[command.command_id] = pending
+        if accepted:
+            now = datetime.now(UTC)
+            rows = [
+                _event_row(pending.stream_id, version + offset, event, now)
+                for pending, version in accepted
+                for offset, event in enumerate(pending.events, start=1)
+            ]
+            positions = iter(await self._insert(conn, rows))
+            for pending, version in accepted:
+                *_, last = (next(positions) for _ in pending.events)
+                outcomes[pending] = AppendResult(
+                    pending.stream_id, version + len(pending.events), last
+                )
+            records = [_command_row(p.command, outcomes[p], now) for p, _ in accepted if p.command]
+            if records:
+                await conn.execute(sa.insert(commands), records)
+        for pending in batch:
+            if pending not in outcomes:  # an in-batch copy: the first's result, or reuse
+                assert pending.command is not None
+                first = first_of[pending.command.command_id]
+                outcomes[pending] = _copy_of(first, outcomes[first], pending.command)
+        return outcomes
+
+
+InsertEvents = Callable[[AsyncConnection, list[dict[str, Any]]], Any]
+
+
+def _settle(pending: PendingAppend, outcome: AppendResult | BaseException) -> None:
+    if pending.outcome.done():  # its caller went away (cancelled); the append stands
+        return
+    if isinstance(outcome, AppendResult):
+        pending.outcome.set_result(outcome)
+    else:
+        pending.outcome.set_exception(outcome)
+
+
+def _event_row(stream_id: str, version: int, event: NewEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "stream_id": stream_id,
+        "stream_version": version,
+        "event_type": event.event_type,
+        "schema_version": event.schema_version,
+        "data": event.data,
+        "meta": event.metadata,
+        "recorded_at": now,
+    }
+
+
+def _command_row(
+    command: CommandRecord, result: AppendResult | Exception, now: datetime
+) -> dict[str, Any]:
+    assert isinstance(result, AppendResult)
+    return {
+        "command_id": command.command_id,
+        "stream_id": result.stream_id,
+        "fingerprint": command.fingerprint,
+        "stream_version": result.version,
+        "position": result.position,
+        "recorded_at": now,
+    }
+
+
+def _conflict(stream_id: str, expected: ExpectedVersion, actual: int) -> VersionConflict | None:
+    if expected is StreamState.ANY:
+        return None
+    if expected is StreamState.NO_STREAM or expected == 0:
+        return None if actual == 0 else VersionConflict(stream_id, None, actual)
+    assert isinstance(expected, int)
+    return None if expected == actual else VersionConflict(stream_id, expected, actual)
+
+
+def _duplicate(previous: Any, command: CommandRecord) -> AppendResult | Exception:
+    """The stored first result of a command id, or CommandIdReused if the payload differs."""
+    if previous.fingerprint != command.fingerprint:
+        return CommandIdReused(command.command_id)
+    return AppendResult(
+        previous.stream_id, previous.stream_version, previous.position, duplicate=True
+    )
+
+
+def _copy_of(
+    first: PendingAppend, outcome: AppendResult | Exception, command: CommandRecord
+) -> AppendResult | Exception:
+    assert first.command is not None
+    if first.command.fingerprint != command.fingerprint:
+        return CommandIdReused(command.command_id)
+    if not isinstance(outcome, AppendResult):
+        return outcome
+    return AppendResult(outcome.stream_id, outcome.version, outcome.position, duplicate=True)
+
+
+async def _stream_versions(conn: AsyncConnection, stream_ids: Any) -> dict[str, int]:
+    query = (
+        sa.select(events.c.stream_id, sa.func.max(events.c.stream_version))
+        .where(events.c.stream_id.in_(list(stream_ids)))
+        .group_by(events.c.stream_id)
+    )
+    return {stream_id: int(version) for stream_id, version in await conn.execute(query)}
+
+
+async def _commands(conn: AsyncConnection, command_ids: list[str]) -> dict[str, Any]:
+    if not command_ids:
+        return {}
+    query = sa.select(
+        commands.c.command_id,
+        commands.c.stream_id,
+        commands.c.fingerprint,
+        commands.c.stream_version,
+        commands.c.position,
+    ).where(commands.c.command_id.in_(command_ids))
+    return {row.command_id: row for row in await conn.execute(query)}
