@@ -25,3 +25,14 @@ test: lint
 
 serve: $(STAMP)
 	$(BIN)/ordergraph serve
+
+# `make bench`: the dev install plus the bench extra (aiohttp, matplotlib, eventsourcing), then
+# the full benchmark; BENCH_ARGS passes options, e.g. BENCH_ARGS="--quick --backends sqlite".
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
