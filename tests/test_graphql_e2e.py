@@ -24,18 +24,6 @@ from tests.serving import graphql_ws, serve_app, serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
-PLACE = """
-mutation Place($input: PlaceOrderInput!) {
-  placeOrder(input: $input) {
-    __typename
-    ... on CommandAccepted { commandId orderId version position }
-    ... on InvalidInput { field message }
-    ... on RuleViolated { rule message }
-    ... on OrderNotFound { orderId message }
-    ... on VersionConflict { expectedVersion actualVersion message }
-  }
-}
-"""
 OUTCOME = """
     __typename
     ... on CommandAccepted { commandId orderId version position }
@@ -53,6 +41,9 @@ ORDER_FIELDS = """
 
 def mutation(name: str, input_type: str) -> str:
     return f"mutation($input: {input_type}!) {{ {name}(input: $input) {{ {OUTCOME} }} }}"
+
+
+PLACE = mutation("placeOrder", "PlaceOrderInput")
 
 
 def place_input(**overrides: Any) -> dict[str, Any]:
