@@ -187,7 +187,9 @@ async def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     results: dict[str, Any] = {
         "meta": {
-            "command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
+            "command": shlex.join(
+                ["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])]
+            ),
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "cpus": os.cpu_count(),
             "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
