@@ -68,18 +68,17 @@ async def _rebuild(settings: Settings, names: Sequence[str], batch_size: int) ->
     engine = create_engine(settings.database_url)
     try:
         await upgrade_to_head(engine)
-        projections = {p.name: p for p in all_projections()}
-        for name in names:
-            bar = _ProgressBar(name)
-            replayed = await rebuild(
-                engine, projections[name], InProcessNotifier(), batch_size=batch_size, progress=bar
-            )
-            elapsed = time.perf_counter() - bar.started
-            sys.stderr.write("\n")
-            print(
-                f"rebuilt {name}: {replayed} events in {elapsed:.2f}s "
-                f"({replayed / max(elapsed, 1e-9):.0f} events/s)"
-            )
+        chosen = [p for p in all_projections() if p.name in names]
+        bar = _ProgressBar(", ".join(names))
+        replayed = await rebuild(
+            engine, chosen, InProcessNotifier(), batch_size=batch_size, progress=bar
+        )
+        elapsed = time.perf_counter() - bar.started
+        sys.stderr.write("\n")
+        print(
+            f"rebuilt {', '.join(names)}: {replayed} events in {elapsed:.2f}s "
+            f"({replayed / max(elapsed, 1e-9):.0f} events/s)"
+        )
     finally:
         await engine.dispose()
 

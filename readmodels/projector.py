@@ -1,8 +1,11 @@
 """The projector: tails the event store and feeds each projection, exactly once.
 
-Each projection has its own checkpoint and its own task, so one failing projection never
-holds the others back. A batch's read-model writes and its new checkpoint commit in one
-transaction: after a crash the batch is either wholly applied and checkpointed, or not at all.
+Each projection has its own checkpoint. While all are healthy they advance together: one
+transaction reads a batch of events once and feeds every projection its share, which costs a
+third of the round trips and decoding of three separate passes. A projection that fails drops
+out of the shared pass until its retry is due, so it never holds the others back. A batch's
+read-model writes and the new checkpoints commit in one transaction: after a crash the batch
+is either wholly applied and checkpointed, or not at all.
 The checkpoint row is locked for the batch (``FOR UPDATE SKIP LOCKED``; on SQLite the writer's
 ``BEGIN IMMEDIATE``), so projector instances in several processes take turns and never apply a
 batch twice.
@@ -67,28 +70,24 @@ class Projector:
         self.batch_size = batch_size
         self._poll_interval = poll_interval
         self._max_backoff = max_backoff
-        self._wake = {name: asyncio.Event() for name in self.projections}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
     def wake(self, _position: int = 0) -> None:
         """New events were appended (hook for EventStore.on_append): look now, not at the
         next poll."""
-        for event in self._wake.values():
-            event.set()
+        self._wake.set()
 
     async def start(self) -> None:
         await ensure_checkpoints(self._engine, self.projections)
-        for projection in self.projections.values():
-            task = asyncio.create_task(self._run(projection), name=f"project-{projection.name}")
-            self._tasks.append(task)
+        self._task = asyncio.create_task(self._run(), name="projector")
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        if self._task is not None:
+            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+                await self._task
+            self._task = None
 
     async def catch_up(self, name: str, batch_size: int | None = None) -> int:
         """Apply everything up to the head now; returns how many events were applied.
@@ -100,23 +99,70 @@ class Projector:
             total += applied
         return total
 
-    async def _run(self, projection: Projection) -> None:
-        wake = self._wake[projection.name]
-        backoff = 0.1
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        retry_at = dict.fromkeys(self.projections, 0.0)  # when a failed projection may retry
+        backoff = dict.fromkeys(self.projections, 0.0)
         while True:
-            wake.clear()
+            self._wake.clear()
+            now = loop.time()
+            due = [p for name, p in self.projections.items() if retry_at[name] <= now]
             try:
-                applied = await self.advance(projection, self.batch_size)
-                backoff = 0.1
-            except Exception as error:  # failed projection, or the database is away
-                if not isinstance(error, ProjectionFailed):
-                    log.exception("projection %s could not advance", projection.name)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
-                continue
+                applied = await self.advance_together(due, self.batch_size)
+            except Exception:
+                # Someone in the shared pass failed (or the database is away): go one by one,
+                # so the healthy ones commit and the culprit is found and recorded.
+                applied = 0
+                for projection in due:
+                    try:
+                        applied += await self.advance(projection, self.batch_size)
+                        backoff[projection.name] = 0.0
+                    except Exception as error:
+                        if not isinstance(error, ProjectionFailed):
+                            log.exception("projection %s could not advance", projection.name)
+                        delay = min(max(backoff[projection.name] * 2, 0.1), self._max_backoff)
+                        backoff[projection.name] = delay
+                        retry_at[projection.name] = loop.time() + delay
+            else:
+                for projection in due:
+                    backoff[projection.name] = retry_at[projection.name] = 0.0
             if applied == 0:
+                waiting = [t - loop.time() for t in retry_at.values() if t > loop.time()]
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self._poll_interval)
+                    await asyncio.wait_for(self._wake.wait(), min([self._poll_interval, *waiting]))
+
+    async def advance_together(self, projections: Sequence[Projection], batch_size: int) -> int:
+        """One batch for several projections in one transaction (events read and decoded
+        once); raises if any of them fails, and then nothing of the batch is kept."""
+        if not projections:
+            return 0
+        async with write_transaction(self._engine) as conn:
+            positions = await _lock_checkpoints(conn, [p.name for p in projections])
+            if not positions:
+                return 0
+            recorded = await read_after(conn, min(positions.values()), batch_size)
+            if not recorded:
+                return 0
+            batch = [
+                Envelope(
+                    r.position,
+                    r.stream_version,
+                    codec.decode(r.event_type, r.schema_version, r.data),
+                )
+                for r in recorded
+            ]
+            last = recorded[-1].position
+            advanced = []
+            for projection in projections:
+                at = positions.get(projection.name)
+                if at is None or at >= last:
+                    continue
+                await projection.apply(conn, [e for e in batch if e.position > at])
+                await _save_checkpoint(conn, projection.name, last, LIVE)
+                advanced.append(projection.name)
+        for name in advanced:
+            await self._notifier.publish(ProjectionUpdate(name, last))
+        return len(recorded)
 
     async def advance(self, projection: Projection, batch_size: int) -> int:
         """Apply the next batch; 0 when there is nothing to do (or another instance holds
@@ -196,6 +242,17 @@ async def ensure_checkpoints(engine: AsyncEngine, names: Iterable[str]) -> None:
                 checkpoints.insert(),
                 [{"name": n, "position": 0, "state": LIVE, "updated_at": now} for n in missing],
             )
+
+
+async def _lock_checkpoints(conn: AsyncConnection, names: list[str]) -> dict[str, int]:
+    """Positions of the named checkpoints this transaction could lock; another projector
+    instance holding one means that projection is skipped this time."""
+    query = (
+        sa.select(checkpoints.c.name, checkpoints.c.position)
+        .where(checkpoints.c.name.in_(names))
+        .with_for_update(skip_locked=True)
+    )
+    return {row.name: row.position for row in await conn.execute(query)}
 
 
 async def _lock_checkpoint(conn: AsyncConnection, name: str) -> int | None:

@@ -1,9 +1,12 @@
-"""Rebuild a projection from the first event: empty its tables, reset its checkpoint to 0,
-replay everything in large batches. State is "rebuilding" until it has caught up."""
+"""Rebuild projections from the first event: empty their tables, reset their checkpoints
+to 0, replay everything in large batches. State is "rebuilding" until they have caught up.
+
+A failing projection makes the rebuild fail (ProjectionFailed is not raised here: the batch's
+error propagates), leaving state "rebuilding" so that nobody mistakes it for complete."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -20,39 +23,40 @@ Progress = Callable[[int, int], None]  # (position reached, head position)
 
 async def rebuild(
     engine: AsyncEngine,
-    projection: Projection,
+    projections: Sequence[Projection],
     notifier: Notifier,
     *,
     batch_size: int = 5000,
     progress: Progress | None = None,
 ) -> int:
-    """Returns how many events were replayed."""
-    await ensure_checkpoints(engine, [projection.name])
+    """Replay the projections together (each event read and decoded once); returns how many
+    events were replayed."""
+    names = [p.name for p in projections]
+    await ensure_checkpoints(engine, names)
     async with write_transaction(engine) as conn:
-        # Wait for (rather than skip) a projector that holds the projection mid-batch.
+        # Wait for (rather than skip) a projector that holds a projection mid-batch.
         await conn.execute(
-            sa.select(checkpoints.c.position)
-            .where(checkpoints.c.name == projection.name)
-            .with_for_update()
+            sa.select(checkpoints.c.position).where(checkpoints.c.name.in_(names)).with_for_update()
         )
-        for table in projection.tables:
-            await conn.execute(table.delete())
-        await _set(conn, projection.name, position=0, state=REBUILDING)
+        for projection in projections:
+            for table in projection.tables:
+                await conn.execute(table.delete())
+        await _set(conn, names, position=0, state=REBUILDING)
         head = int(await conn.scalar(sa.text("SELECT max(position) FROM events")) or 0)
-    projector = Projector(engine, [projection], notifier, batch_size=batch_size)
+    projector = Projector(engine, projections, notifier, batch_size=batch_size)
     replayed = 0
-    while applied := await projector.advance(projection, batch_size):
+    while applied := await projector.advance_together(projections, batch_size):
         replayed += applied
         if progress is not None:
             progress(replayed, head)
     async with write_transaction(engine) as conn:
-        await _set(conn, projection.name, state=LIVE)
+        await _set(conn, names, state=LIVE)
     return replayed
 
 
-async def _set(conn: AsyncConnection, name: str, **values: object) -> None:
+async def _set(conn: AsyncConnection, names: Sequence[str], **values: object) -> None:
     await conn.execute(
         checkpoints.update()
-        .where(checkpoints.c.name == name)
+        .where(checkpoints.c.name.in_(names))
         .values(**values, updated_at=datetime.now(UTC))
     )

@@ -44,8 +44,7 @@ async def dump_read_models(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...
 
 
 async def dump_after_full_rebuild(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
-    for projection in all_projections():
-        await rebuild(engine, projection, InProcessNotifier(), batch_size=1000)
+    await rebuild(engine, all_projections(), InProcessNotifier(), batch_size=1000)
     return await dump_read_models(engine)
 
 
