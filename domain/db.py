@@ -45,6 +45,12 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) 
     return engine
 
 
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine (same pool) for reads of one statement: autocommit, so no BEGIN and
+    no ROLLBACK round trips around them (a single statement sees one snapshot anyway)."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def writer(engine: AsyncEngine) -> AsyncEngine:
     """The same engine (same pool) whose transactions start with BEGIN IMMEDIATE on SQLite."""
     return engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
@@ -88,5 +94,7 @@ def _take_control_of_sqlite_transactions(engine: AsyncEngine, synchronous: str) 
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Connection) -> None:
-        mode = conn.get_execution_options().get(_SQLITE_BEGIN, "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        options = conn.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return
+        conn.exec_driver_sql(f"BEGIN {options.get(_SQLITE_BEGIN, 'DEFERRED')}")

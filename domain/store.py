@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.appends import GroupCommitWriter, PendingAppend
+from domain.db import reader
 from domain.errors import CommandIdReused
 from domain.records import (
     JSON,
@@ -52,6 +53,7 @@ _EVENT_COLUMNS = (
 class EventStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._reader = reader(engine)
         self._writer = GroupCommitWriter(engine, self._insert)
 
     def on_append(self, listener: Callable[[int], None]) -> None:
@@ -87,16 +89,16 @@ class EventStore:
             .where(events.c.stream_id == stream_id, events.c.stream_version >= from_version)
             .order_by(events.c.stream_version)
         )
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return [_recorded(row) for row in await conn.execute(query)]
 
     async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Events with a global position above ``after``, in order: what projectors tail."""
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return await read_after(conn, after, limit)
 
     async def head_position(self) -> int:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             head = await conn.scalar(sa.select(sa.func.max(events.c.position)))
         return int(head or 0)
 
@@ -108,7 +110,7 @@ class EventStore:
             commands.c.stream_version,
             commands.c.position,
         ).where(commands.c.command_id == command.command_id)
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             previous = (await conn.execute(query)).first()
         if previous is None:
             return None

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.db import reader
 from domain.tables import events
 from readmodels.tables import checkpoints, customer_summaries, daily_sales, order_views
 
@@ -125,7 +126,7 @@ def decode_cursor(cursor: str) -> int:
 
 class ReadModelQueries:
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        self._engine = reader(engine)  # every query here is one statement, or may as well be
 
     async def order(self, order_id: str) -> OrderView | None:
         async with self._engine.connect() as conn:

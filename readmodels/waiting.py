@@ -14,13 +14,14 @@ from collections.abc import Collection
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.db import reader
 from readmodels.notifier import Notifier
 from readmodels.tables import checkpoints
 
 
 class CheckpointWaiter:
     def __init__(self, engine: AsyncEngine, notifier: Notifier, names: Collection[str]) -> None:
-        self._engine = engine
+        self._engine = reader(engine)  # every query here is one statement, or may as well be
         self._notifier = notifier
         self.names = tuple(names)
 
