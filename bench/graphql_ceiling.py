@@ -1,0 +1,71 @@
+"""The GraphQL layer alone: ordergraph's real schema and HTTP app, with a command bus that
+answers at once and stores nothing. Whatever placeOrder costs beyond this is storage and
+projection; what this costs is the ceiling any storage could reach.
+
+    python -m bench.graphql_ceiling --port 8899     # then drive POST /graphql with placeOrder
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Route, WebSocketRoute
+
+from domain.commands import Command
+from domain.handlers import CommandResult
+from graph.context import Context, Services
+from graph.http import graphql_app
+from graph.schema import build_schema
+from readmodels.notifier import InProcessNotifier
+
+
+class InstantBus:
+    """Accepts every command without storing it."""
+
+    def __init__(self) -> None:
+        self.position = 0
+
+    async def dispatch(self, command: Command) -> CommandResult:
+        self.position += 1
+        return CommandResult(command.command_id, command.order_id, 1, self.position)
+
+
+def create_app() -> Starlette:
+    services = Services(
+        bus=InstantBus(),  # type: ignore[arg-type]
+        queries=None,  # type: ignore[arg-type]
+        waiter=None,  # type: ignore[arg-type]
+        notifier=InProcessNotifier(),
+        read_wait_seconds=0,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+
+    async def context(*_args: Any) -> Context:
+        return Context(services=services)
+
+    graphql = graphql_app(build_schema(), max_body_bytes=256 * 1024, context_getter=context)
+    return Starlette(
+        routes=[Route("/graphql", graphql), WebSocketRoute("/graphql", graphql)],
+        lifespan=lifespan,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8899)
+    args = parser.parse_args()
+    uvicorn.run(
+        create_app(), host="127.0.0.1", port=args.port, log_level="warning", access_log=False
+    )
+
+
+if __name__ == "__main__":
+    main()
