@@ -20,7 +20,7 @@ from graph.http import graphql_app
 from graph.pg_notifier import PostgresNotifier
 from graph.schema import build_schema
 from graph.settings import Settings
-from migrations import upgrade_to_head
+from migrations import require_head, upgrade_to_head
 from readmodels.notifier import InProcessNotifier, Notifier
 from readmodels.projector import Projector
 from readmodels.queries import ReadModelQueries
@@ -45,6 +45,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             stack.push_async_callback(engine.dispose)
             if settings.is_sqlite:
                 await upgrade_to_head(engine)  # zero set-up for the embedded default
+            else:
+                await require_head(engine)  # production migrates deliberately
             notifier: Notifier
             if settings.is_sqlite:
                 notifier = InProcessNotifier()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import strawberry
+from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
 from graph.http import schema_extensions
 from graph.mutations import Mutation
@@ -12,11 +16,24 @@ from graph.staleness import StaleFields
 from graph.subscriptions import Subscription
 from graph.types import POSITION_SCALAR, Position
 
+logger = logging.getLogger("ordergraph.graph")
+
+
+class Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Strawberry logs every error at ERROR with a traceback, including a client's typo
+        or a refused abusive query: log noise that anyone can cause. Unexpected errors are
+        logged in full where they are masked (graph/http.py); the rest is the client's."""
+        for error in errors:
+            logger.debug("GraphQL error returned to the client: %s", error.message)
+
 
 def build_schema(
     *, max_depth: int = 12, max_aliases: int = 30, max_tokens: int = 2000
 ) -> strawberry.Schema:
-    return strawberry.Schema(
+    return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

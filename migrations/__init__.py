@@ -7,6 +7,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,6 +22,26 @@ def alembic_config(connection: Connection | None = None) -> Config:
     config.set_main_option("script_location", str(HERE))
     config.attributes["connection"] = connection
     return config
+
+
+class SchemaOutOfDate(RuntimeError):
+    pass
+
+
+async def require_head(engine: AsyncEngine) -> None:
+    """Refuse to serve a database whose schema is not the one this code expects."""
+
+    def revisions(connection: Connection) -> tuple[str | None, str | None]:
+        current = MigrationContext.configure(connection).get_current_revision()
+        return current, ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+    async with engine.connect() as conn:
+        current, head = await conn.run_sync(revisions)
+    if current != head:
+        raise SchemaOutOfDate(
+            f"database schema is at {current or 'nothing'}, this code needs {head}: "
+            "run `ordergraph migrate` with the same DATABASE_URL"
+        )
 
 
 async def upgrade_to_head(engine: AsyncEngine) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
@@ -20,6 +21,7 @@ from domain.store import EventStore
 from graph.app import create_app
 from graph.schema import export_sdl
 from graph.settings import Settings
+from migrations import SchemaOutOfDate
 from tests.serving import graphql_ws, serve_app, serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -369,3 +371,22 @@ async def test_a_write_on_one_server_is_announced_on_another(
         update = await anext(updates)
         assert update["projectionUpdated"]["projection"] == "order_views"
         assert update["projectionUpdated"]["position"] >= accepted["position"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_an_unmigrated_postgres_database_is_refused_at_start_up(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    async with engine.begin() as conn:
+        head = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
+        await conn.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
+    try:
+        app = create_app(Settings(database_url=database_url))
+        with pytest.raises(SchemaOutOfDate, match="ordergraph migrate"):
+            async with app.router.lifespan_context(app):
+                pass
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text("UPDATE alembic_version SET version_num = :head"), {"head": head}
+            )
