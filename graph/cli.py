@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -37,6 +38,22 @@ def _serve(settings: Settings) -> None:
         loop="auto",  # uvloop and httptools when installed (uvicorn[standard])
         http="auto",
     )
+
+
+async def _project(settings: Settings) -> None:
+    """The projector alone, until SIGTERM or Ctrl-C: pair it with API replicas that run
+    with RUN_PROJECTOR=false."""
+    from graph.wiring import running_core
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    async with running_core(settings, projector=True):
+        logging.getLogger("ordergraph").info("projector running")
+        await stop.wait()
 
 
 async def _migrate(settings: Settings) -> None:
@@ -94,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default=settings.host)
     serve.add_argument("--port", type=int, default=settings.port)
     sub.add_parser("migrate", help="create or upgrade the database schema")
+    sub.add_parser("project", help="run only the projector (beside API replicas)")
     watch = sub.add_parser("subscribe", help="print a subscription's events from a server")
     watch.add_argument("query", help="the GraphQL subscription document")
     watch.add_argument("--url", default=f"ws://{settings.host}:{settings.port}/graphql")
@@ -116,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(subscribe(args.url, args.query, json.loads(args.variables)))
+    elif args.command == "project":
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_project(settings))
     elif args.command == "migrate":
         asyncio.run(_migrate(settings))
         print(f"migrated {settings.database_url}")

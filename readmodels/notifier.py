@@ -21,6 +21,38 @@ class ProjectionUpdate:
     position: int
 
 
+# Not a projection: "the event store's head reached this position". Lets a projector in one
+# process wake at once for appends made in another (see AppendAnnouncer).
+APPENDED = "$appended"
+
+
+class AppendAnnouncer:
+    """An ``EventStore.on_append`` listener that publishes the new head as ``APPENDED``.
+
+    At most one publish is in flight; heads that arrive meanwhile are folded into the next,
+    so a burst of appends costs a NOTIFY or two, not one each."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self._notifier = notifier
+        self._head = 0
+        self._announced = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def __call__(self, head: int) -> None:
+        self._head = max(self._head, head)
+        if self._task is None:
+            self._task = asyncio.create_task(self._announce())
+
+    async def _announce(self) -> None:
+        try:
+            while self._announced < self._head:
+                head = self._head
+                await self._notifier.publish(ProjectionUpdate(APPENDED, head))
+                self._announced = head
+        finally:
+            self._task = None
+
+
 class Notifier(Protocol):
     async def publish(self, update: ProjectionUpdate) -> None:
         """Tell every subscriber, in every process this notifier reaches."""

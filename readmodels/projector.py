@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from domain import codec
 from domain.db import write_transaction
 from domain.store import read_after
-from readmodels.notifier import Notifier, ProjectionUpdate
+from readmodels.notifier import APPENDED, Notifier, ProjectionUpdate
 from readmodels.projection import Envelope, Projection
 from readmodels.tables import checkpoints
 
@@ -73,23 +73,37 @@ class Projector:
         self._max_backoff = max_backoff
         self._linger = linger
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def wake(self, _position: int = 0) -> None:
         """New events were appended (hook for EventStore.on_append): look now, not at the
         next poll."""
         self._wake.set()
 
-    async def start(self) -> None:
+    async def start(self, *, wake_on_announced_appends: bool = False) -> None:
+        """Run in the background. With ``wake_on_announced_appends``, appends announced by
+        other processes through the notifier (AppendAnnouncer) wake it too, not just polls."""
+        if wake_on_announced_appends:
+            subscribed = asyncio.Event()
+            self._tasks.append(asyncio.create_task(self._wake_on_appends(subscribed)))
+            await subscribed.wait()  # listening before the checkpoints say we are up
         await ensure_checkpoints(self._engine, self.projections)
-        self._task = asyncio.create_task(self._run(), name="projector")
+        self._tasks.append(asyncio.create_task(self._run(), name="projector"))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
+
+    async def _wake_on_appends(self, subscribed: asyncio.Event) -> None:
+        async with self._notifier.subscribe() as updates:
+            subscribed.set()
+            async for update in updates:
+                if update.projection == APPENDED:
+                    self.wake()
 
     async def catch_up(self, name: str, batch_size: int | None = None) -> int:
         """Apply everything up to the head now; returns how many events were applied.

@@ -390,3 +390,51 @@ async def test_an_unmigrated_postgres_database_is_refused_at_start_up(
             await conn.execute(
                 sa.text("UPDATE alembic_version SET version_num = :head"), {"head": head}
             )
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_projector_process_serves_api_replicas_without_polling(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    # The projector polls only every minute: a prompt caughtUp proves the API replica's
+    # append was announced to it through PostgreSQL.
+    env = {**os.environ, "DATABASE_URL": database_url, "POLL_INTERVAL": "60"}
+    projector = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "graph.cli",
+        "project",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with asyncio.timeout(20):  # it is up once its checkpoints exist
+            while not await _checkpoint_rows(engine):
+                assert projector.returncode is None, "the projector exited"
+                await asyncio.sleep(0.05)
+        command = [sys.executable, "-m", "graph.cli", "serve", "--port", "{port}"]
+        async with (
+            serve_process(command, {**env, "RUN_PROJECTOR": "false"}) as api_url,
+            httpx.AsyncClient(base_url=api_url, timeout=10) as http,
+            graphql_ws(api_url + "/graphql") as ws,
+        ):
+            response = await http.post(
+                "/graphql", json={"query": PLACE, "variables": {"input": place_input()}}
+            )
+            accepted = response.json()["data"]["placeOrder"]
+            caught_up = await ws.subscribe(
+                "subscription($p: Position!) { caughtUp(position: $p) { position } }",
+                {"p": accepted["position"]},
+            )
+            async with asyncio.timeout(5):
+                events = [e async for e in caught_up]
+            assert events == [{"caughtUp": {"position": accepted["position"]}}]
+    finally:
+        projector.terminate()
+        await projector.wait()
+
+
+async def _checkpoint_rows(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(sa.text("SELECT count(*) FROM projection_checkpoints")) or 0)

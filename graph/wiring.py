@@ -1,0 +1,60 @@
+"""The composition root shared by ``ordergraph serve`` and ``ordergraph project``: engine,
+event store, notifier and (optionally) projector, built and torn down in one place."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from domain.db import create_engine
+from domain.store import EventStore
+from graph.pg_notifier import PostgresNotifier
+from graph.settings import Settings
+from migrations import require_head, upgrade_to_head
+from readmodels.notifier import AppendAnnouncer, InProcessNotifier, Notifier
+from readmodels.projector import Projector
+from readmodels.registry import all_projections
+
+
+@dataclass(frozen=True)
+class Core:
+    engine: AsyncEngine
+    store: EventStore
+    notifier: Notifier
+    projector: Projector | None
+
+
+@contextlib.asynccontextmanager
+async def running_core(settings: Settings, *, projector: bool) -> AsyncIterator[Core]:
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_size,
+        sqlite_synchronous=settings.sqlite_synchronous,
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(engine.dispose)
+        if settings.is_sqlite:
+            await upgrade_to_head(engine)  # zero set-up for the embedded default
+        else:
+            await require_head(engine)  # production migrates deliberately
+        store = EventStore(engine)
+        notifier: Notifier
+        if settings.is_sqlite:
+            notifier = InProcessNotifier()  # one process: nothing to cross
+        else:
+            notifier = await stack.enter_async_context(PostgresNotifier(settings.database_url))
+            # Projectors in other processes wake on our appends at once, not at their poll.
+            store.on_append(AppendAnnouncer(notifier))
+        running: Projector | None = None
+        if projector:
+            running = Projector(
+                engine, all_projections(), notifier, poll_interval=settings.poll_interval
+            )
+            store.on_append(running.wake)
+            await running.start(wake_on_announced_appends=not settings.is_sqlite)
+            stack.push_async_callback(running.stop)
+        yield Core(engine, store, notifier, running)
