@@ -41,6 +41,7 @@ from bench.load import (
 from bench.servers import (
     BIN,
     Server,
+    background,
     baseline_command,
     free_port,
     ordergraph_command,
@@ -122,6 +123,33 @@ async def _ordergraph(server: Server, args: argparse.Namespace) -> dict[str, Any
     return out
 
 
+async def _split(url: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """The production topology past one process: the API with RUN_PROJECTOR=false beside an
+    ``ordergraph project`` process, on the same (already used) database."""
+    _log("postgresql: ordergraph serve (RUN_PROJECTOR=false) + ordergraph project")
+    n, d = args.clients, args.duration
+    port = free_port()
+    api_env = production_env(url, RUN_PROJECTOR="false")
+    projector = [str(BIN / "ordergraph"), "project"]
+    out: dict[str, Any] = {}
+    async with (
+        background("projector-postgresql", projector, production_env(url), tmp),
+        serve("ordergraph-api-postgresql", ordergraph_command(port), port, api_env, tmp) as s,
+        open_clients(s.base_url, n) as clients,
+    ):
+        warm = [placing("/graphql", f"split-warm-{i}") for i in range(n)]
+        _, head = await _phase("warm-up", clients, warm, max(1.0, d / 4))
+        await catch_up(s.base_url, head)
+        place = [placing("/graphql", f"split-{i}") for i in range(n)]
+        out["place"], head = await _phase("placeOrder (API + projector process)", clients, place, d)
+        await catch_up(s.base_url, head)
+        out["ryw"], out["ryw_writers"] = await read_your_writes(
+            s.base_url, clients, d, max(1, n // 4)
+        )
+        _log(f"  read-your-writes: p50 {out['ryw'].p50_ms:.1f} ms p99 {out['ryw'].p99_ms:.1f} ms")
+    return out
+
+
 async def _baseline(server: Server, args: argparse.Namespace, ids: list[str]) -> dict[str, Any]:
     n, d = args.clients, args.duration
     out: dict[str, Any] = {}
@@ -146,6 +174,8 @@ async def _backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[st
         port = free_port()
         async with serve(f"ordergraph-{backend}", ordergraph_command(port), port, env, tmp) as s:
             result["ordergraph"] = await _ordergraph(s, args)
+        if backend == "postgresql":
+            result["split"] = await _split(url, args, tmp)
         _log(f"{backend}: baseline server")
         port = free_port()
         async with serve(f"baseline-{backend}", baseline_command(port), port, env, tmp) as s:

@@ -68,6 +68,18 @@ def rows(backend: str, r: dict[str, Any]) -> list[Row]:
         Row(backend, "order(id) p99", "ms", og["query"]["p99_ms"], raw["query"]["p99_ms"],
             f"{RAW} select"),
     ]  # fmt: skip
+    if (split := r.get("split")) is not None:
+        place, label = split["place"], "API + projector process"
+        out += [
+            Row(backend, f"placeOrder throughput ({label})", "req/s", place["throughput"],
+                raw["place"]["throughput"], f"{RAW} insert"),
+            Row(backend, f"placeOrder p99 ({label})", "ms", place["p99_ms"],
+                raw["place"]["p99_ms"], f"{RAW} insert"),
+            Row(backend, f"read-your-writes p50 ({label})", "ms", split["ryw"]["p50_ms"],
+                None, "-"),
+            Row(backend, f"read-your-writes p99 ({label})", "ms", split["ryw"]["p99_ms"],
+                RYW_P99_TARGET_MS, "target (50 ms)"),
+        ]  # fmt: skip
     inproc = r["inprocess"]
     for mode in ("sequential", "concurrent"):
         label = "1 at a time" if mode == "sequential" else f"{r['clients']} concurrent"

@@ -77,6 +77,22 @@ async def serve(
             await stop(process)
 
 
+@contextlib.asynccontextmanager
+async def background(
+    name: str, command: Sequence[str], env: Mapping[str, str], log_dir: Path
+) -> AsyncIterator[None]:
+    """A process with no port to wait on (the projector); stopped like the servers."""
+    log = log_dir / f"{name}.log"
+    with log.open("wb") as output:
+        process = await asyncio.create_subprocess_exec(
+            *command, env=dict(env), stdout=output, stderr=output, start_new_session=True
+        )
+        try:
+            yield
+        finally:
+            await stop(process)
+
+
 async def _wait_listening(process: asyncio.subprocess.Process, port: int, log: Path) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline and process.returncode is None:
