@@ -51,9 +51,15 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
+_WRITERS: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
 def writer(engine: AsyncEngine) -> AsyncEngine:
     """The same engine (same pool) whose transactions start with BEGIN IMMEDIATE on SQLite."""
-    return engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
+    found = _WRITERS.get(engine)
+    if found is None:  # one per engine: building option engines showed up in profiles
+        found = _WRITERS[engine] = engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
+    return found
 
 
 # One asyncio lock per SQLite pool: see write_transaction.
