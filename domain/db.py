@@ -20,6 +20,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import Pool
 
+from domain.sqlite_driver import one_hop_dbapi
+
 # Execution option read by the "begin" hook below.
 _SQLITE_BEGIN = "ordergraph_sqlite_begin"
 
@@ -39,7 +41,10 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 
 
 def create_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) -> AsyncEngine:
-    engine = create_async_engine(async_url(url), **kwargs)
+    url = async_url(url)
+    if make_url(url).drivername == "sqlite+aiosqlite":
+        kwargs.setdefault("module", one_hop_dbapi())  # see domain/sqlite_driver.py
+    engine = create_async_engine(url, **kwargs)
     if is_sqlite(engine):
         _take_control_of_sqlite_transactions(engine, sqlite_synchronous)
     return engine
