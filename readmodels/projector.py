@@ -5,10 +5,9 @@ transaction reads a batch of events once and feeds every projection its share, w
 third of the round trips and decoding of three separate passes. A projection that fails drops
 out of the shared pass until its retry is due, so it never holds the others back. A batch's
 read-model writes and the new checkpoints commit in one transaction: after a crash the batch
-is either wholly applied and checkpointed, or not at all.
-The checkpoint row is locked for the batch (``FOR UPDATE SKIP LOCKED``; on SQLite the writer's
-``BEGIN IMMEDIATE``), so projector instances in several processes take turns and never apply a
-batch twice.
+is either wholly applied and checkpointed, or not at all. The checkpoint rows are locked for
+the batch (``FOR UPDATE SKIP LOCKED``; on SQLite the writer's ``BEGIN IMMEDIATE``), so
+projector instances in several processes take turns and never apply a batch twice.
 
 A projection that raises stops at the failing event and never skips it: the batch is retried
 one event at a time to commit everything before the culprit, the culprit's position and error
@@ -28,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain import codec
 from domain.db import write_transaction
-from domain.store import read_after
+from domain.store import RecordedEvent, read_after
 from readmodels.notifier import APPENDED, Notifier, ProjectionUpdate
 from readmodels.projection import Envelope, Projection
 from readmodels.tables import checkpoints
@@ -159,14 +158,7 @@ class Projector:
             recorded = await read_after(conn, min(positions.values()), batch_size)
             if not recorded:
                 return 0
-            batch = [
-                Envelope(
-                    r.position,
-                    r.stream_version,
-                    codec.decode(r.event_type, r.schema_version, r.data),
-                )
-                for r in recorded
-            ]
+            batch = _decoded(recorded)
             last = recorded[-1].position
             advanced = []
             for projection in projections:
@@ -209,15 +201,7 @@ class Projector:
             if not recorded:
                 return 0
             try:
-                batch = [
-                    Envelope(
-                        r.position,
-                        r.stream_version,
-                        codec.decode(r.event_type, r.schema_version, r.data),
-                    )
-                    for r in recorded
-                ]
-                await projection.apply(conn, batch)
+                await projection.apply(conn, _decoded(recorded))
             except Exception as error:
                 raise _BatchFailed(recorded[0].position, error) from error
             position = recorded[-1].position
@@ -258,6 +242,14 @@ async def ensure_checkpoints(engine: AsyncEngine, names: Iterable[str]) -> None:
                 checkpoints.insert(),
                 [{"name": n, "position": 0, "state": LIVE, "updated_at": now} for n in missing],
             )
+
+
+def _decoded(recorded: Sequence[RecordedEvent]) -> list[Envelope]:
+    """Stored events as domain events (upcast where old), with where they sit."""
+    return [
+        Envelope(r.position, r.stream_version, codec.decode(r.event_type, r.schema_version, r.data))
+        for r in recorded
+    ]
 
 
 async def _lock_checkpoints(conn: AsyncConnection, names: list[str]) -> dict[str, int]:

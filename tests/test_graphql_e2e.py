@@ -22,7 +22,7 @@ from graph.app import create_app
 from graph.schema import export_sdl
 from graph.settings import Settings
 from migrations import SchemaOutOfDate
-from tests.serving import graphql_ws, serve_app, serve_process
+from tests.serving import GraphQLWebSocket, graphql_ws, serve_app, serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -343,6 +343,22 @@ def test_schema_file_equals_the_served_schema() -> None:
     )
 
 
+async def place_then_await_caught_up(
+    http: httpx.AsyncClient, ws: GraphQLWebSocket
+) -> dict[str, Any]:
+    """Place an order through ``http``; wait for its caughtUp on ``ws`` (maybe elsewhere)."""
+    response = await http.post(
+        "/graphql", json={"query": PLACE, "variables": {"input": place_input()}}
+    )
+    accepted: dict[str, Any] = response.json()["data"]["placeOrder"]
+    caught_up = await ws.subscribe(
+        "subscription($p: Position!) { caughtUp(position: $p) { position } }",
+        {"p": accepted["position"]},
+    )
+    assert [e async for e in caught_up] == [{"caughtUp": {"position": accepted["position"]}}]
+    return accepted
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_a_write_on_one_server_is_announced_on_another(
     engine: AsyncEngine, database_url: str
@@ -359,15 +375,7 @@ async def test_a_write_on_one_server_is_announced_on_another(
             'subscription { projectionUpdated(projections: ["order_views"]) '
             "{ projection position } }"
         )
-        response = await http.post(
-            "/graphql", json={"query": PLACE, "variables": {"input": place_input()}}
-        )
-        accepted = response.json()["data"]["placeOrder"]
-        caught_up = await ws.subscribe(
-            "subscription($p: Position!) { caughtUp(position: $p) { position } }",
-            {"p": accepted["position"]},
-        )
-        assert [e async for e in caught_up] == [{"caughtUp": {"position": accepted["position"]}}]
+        accepted = await place_then_await_caught_up(http, ws)
         update = await anext(updates)
         assert update["projectionUpdated"]["projection"] == "order_views"
         assert update["projectionUpdated"]["position"] >= accepted["position"]
@@ -419,17 +427,8 @@ async def test_a_projector_process_serves_api_replicas_without_polling(
             httpx.AsyncClient(base_url=api_url, timeout=10) as http,
             graphql_ws(api_url + "/graphql") as ws,
         ):
-            response = await http.post(
-                "/graphql", json={"query": PLACE, "variables": {"input": place_input()}}
-            )
-            accepted = response.json()["data"]["placeOrder"]
-            caught_up = await ws.subscribe(
-                "subscription($p: Position!) { caughtUp(position: $p) { position } }",
-                {"p": accepted["position"]},
-            )
             async with asyncio.timeout(5):
-                events = [e async for e in caught_up]
-            assert events == [{"caughtUp": {"position": accepted["position"]}}]
+                await place_then_await_caught_up(http, ws)
     finally:
         projector.terminate()
         await projector.wait()
