@@ -244,10 +244,26 @@ def probing(socket: CaughtUpSocket, customer_id: str) -> Step:
     return step
 
 
+def paced(step: Step, interval: float) -> Step:
+    """The step at most once per ``interval`` seconds: an open-loop writer below saturation."""
+
+    async def run(client: Client, samples: Samples) -> None:
+        started = time.perf_counter()
+        await step(client, samples)
+        await asyncio.sleep(max(0.0, interval - (time.perf_counter() - started)))
+
+    return run
+
+
 async def read_your_writes(
-    base_url: str, clients: Sequence[Client], duration: float, probes: int
+    base_url: str,
+    clients: Sequence[Client],
+    duration: float,
+    probes: int,
+    interval: float | None = None,
 ) -> tuple[Summary, Summary]:
-    """``probes`` clients measure read-your-writes while the others keep placing orders.
+    """``probes`` clients measure read-your-writes while the others keep placing orders, flat
+    out, or each once per ``interval`` seconds when it is given.
     Returns (read-your-writes latency, placeOrder of the writers beside them)."""
     probe_clients, writers = clients[:probes], clients[probes:]
     async with contextlib.AsyncExitStack() as stack:
@@ -257,6 +273,9 @@ async def read_your_writes(
         ryw, writes = Samples(), Samples()
         probe_steps = [probing(s, f"ryw-{i}") for i, s in enumerate(sockets)]
         write_steps = [placing("/graphql", f"writer-{i}") for i in range(len(writers))]
+        if interval is not None:
+            probe_steps = [paced(step, interval) for step in probe_steps]
+            write_steps = [paced(step, interval) for step in write_steps]
         ryw_summary, write_summary = await asyncio.gather(
             closed_loop(probe_clients, probe_steps, duration, ryw),
             closed_loop(writers, write_steps, duration, writes),
