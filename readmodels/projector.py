@@ -166,8 +166,8 @@ class Projector:
                 if at is None or at >= last:
                     continue
                 await projection.apply(conn, [e for e in batch if e.position > at])
-                await _save_checkpoint(conn, projection.name, last, LIVE)
                 advanced.append(projection.name)
+            await _save_checkpoint(conn, advanced, last, LIVE)
         for name in advanced:
             await self._notifier.publish(ProjectionUpdate(name, last))
         return len(recorded)
@@ -205,7 +205,7 @@ class Projector:
             except Exception as error:
                 raise _BatchFailed(recorded[0].position, error) from error
             position = recorded[-1].position
-            await _save_checkpoint(conn, projection.name, position, LIVE)
+            await _save_checkpoint(conn, [projection.name], position, LIVE)
         await self._notifier.publish(ProjectionUpdate(projection.name, position))
         return len(recorded)
 
@@ -272,10 +272,14 @@ async def _lock_checkpoint(conn: AsyncConnection, name: str) -> int | None:
     return await conn.scalar(query)
 
 
-async def _save_checkpoint(conn: AsyncConnection, name: str, position: int, state: str) -> None:
+async def _save_checkpoint(
+    conn: AsyncConnection, names: Sequence[str], position: int, state: str
+) -> None:
+    if not names:
+        return
     await conn.execute(
         checkpoints.update()
-        .where(checkpoints.c.name == name)
+        .where(checkpoints.c.name.in_(names))
         .values(
             position=position,
             # a rebuild stays "rebuilding" until it has caught up; anything else is live again
