@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import asyncio
 import contextlib
 import dataclasses
@@ -29,8 +30,15 @@ def _serve(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    app = create_app(settings)
+    # The cyclic GC's full collections stalled requests for tens of milliseconds (p99 of
+    # order(id) 80 ms at 8 connections; 37 ms with this). Start-up objects live for the whole
+    # process: freeze them out of the collector's scans, and collect the young less often.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 1000)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
