@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import signal
