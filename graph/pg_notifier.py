@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -47,6 +47,16 @@ def decode(payload: str) -> ProjectionUpdate:
     if not projection:
         raise ValueError(f"not a projection update: {payload!r}")
     return ProjectionUpdate(projection, int(position))
+
+
+def encode_many(projections: Sequence[str], position: int) -> str:
+    """Several projections at one position in one payload: "a,b,c:42"."""
+    return f"{','.join(projections)}:{position}"
+
+
+def decode_all(payload: str) -> list[ProjectionUpdate]:
+    first = decode(payload)
+    return [ProjectionUpdate(name, first.position) for name in first.projection.split(",")]
 
 
 def notify_statement(update: ProjectionUpdate, *, channel: str = DEFAULT_CHANNEL) -> sa.TextClause:
@@ -132,20 +142,30 @@ class PostgresNotifier:
 
     async def publish(self, update: ProjectionUpdate) -> None:
         """NOTIFY at once (autocommit) and deliver to this process's subscribers directly."""
+        await self.publish_many([update])
+
+    async def publish_many(self, updates: Sequence[ProjectionUpdate]) -> None:
+        """As ``publish``, with one NOTIFY for all the updates that share a position."""
+        by_position: dict[int, list[str]] = {}
+        for update in updates:
+            by_position.setdefault(update.position, []).append(update.projection)
+        payloads = [encode_many(names, position) for position, names in by_position.items()]
         async with self._publish_lock:
             try:
-                await self._notify(update)
+                await self._notify(payloads)
             except _CONNECTION_ERRORS:
                 # One retry on a fresh connection: the old one may have been dropped while idle.
                 await self._drop_publisher()
-                await self._notify(update)
-        self._local.deliver(update)
+                await self._notify(payloads)
+        for update in updates:
+            self._local.deliver(update)
 
-    async def _notify(self, update: ProjectionUpdate) -> None:
+    async def _notify(self, payloads: Sequence[str]) -> None:
         if self._publisher is None or self._publisher.is_closed():
             self._publisher = await asyncpg.connect(self.dsn, timeout=_CONNECT_TIMEOUT)
             self._publisher_pid = self._publisher.get_server_pid()
-        await self._publisher.execute("SELECT pg_notify($1, $2)", self.channel, encode(update))
+        for payload in payloads:
+            await self._publisher.execute("SELECT pg_notify($1, $2)", self.channel, payload)
 
     async def _drop_publisher(self) -> None:
         publisher, self._publisher, self._publisher_pid = self._publisher, None, None
@@ -170,11 +190,12 @@ class PostgresNotifier:
         if pid == self._publisher_pid:
             return  # our own publish(), already delivered locally
         try:
-            update = decode(payload)
+            updates = decode_all(payload)
         except ValueError:
             logger.warning("ignoring malformed notification %r on %s", payload, self.channel)
             return
-        self._local.deliver(update)
+        for update in updates:
+            self._local.deliver(update)
 
     def _on_terminated(self, connection: Any) -> None:
         # Ignore the old connection we terminate ourselves while reconnecting or closing.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -57,6 +57,9 @@ class Notifier(Protocol):
     async def publish(self, update: ProjectionUpdate) -> None:
         """Tell every subscriber, in every process this notifier reaches."""
 
+    async def publish_many(self, updates: Sequence[ProjectionUpdate]) -> None:
+        """``publish`` for several updates at once (one message where the transport can)."""
+
     def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[ProjectionUpdate]]:
         """``async with notifier.subscribe() as updates: async for update in updates: ...``
 
@@ -77,6 +80,10 @@ class InProcessNotifier:
 
     async def publish(self, update: ProjectionUpdate) -> None:
         self.deliver(update)
+
+    async def publish_many(self, updates: Sequence[ProjectionUpdate]) -> None:
+        for update in updates:
+            self.deliver(update)
 
     def deliver(self, update: ProjectionUpdate) -> None:
         """Hand an update to local subscribers (also used by cross-process notifiers)."""

@@ -168,8 +168,8 @@ class Projector:
                 await projection.apply(conn, [e for e in batch if e.position > at])
                 advanced.append(projection.name)
             await _save_checkpoint(conn, advanced, last, LIVE)
-        for name in advanced:
-            await self._notifier.publish(ProjectionUpdate(name, last))
+        if advanced:
+            await self._notifier.publish_many([ProjectionUpdate(n, last) for n in advanced])
         return len(recorded)
 
     async def advance(self, projection: Projection, batch_size: int) -> int:

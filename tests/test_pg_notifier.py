@@ -16,7 +16,14 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.db import async_url, create_engine
-from graph.pg_notifier import PostgresNotifier, asyncpg_dsn, decode, encode
+from graph.pg_notifier import (
+    PostgresNotifier,
+    asyncpg_dsn,
+    decode,
+    decode_all,
+    encode,
+    encode_many,
+)
 from readmodels.notifier import ProjectionUpdate
 
 TIMEOUT = 10.0
@@ -70,6 +77,20 @@ async def test_update_published_in_one_process_reaches_another(
     async with process_b.subscribe() as updates:
         await process_a.publish(ProjectionUpdate("order_views", 7))
         assert await next_update(updates) == ProjectionUpdate("order_views", 7)
+
+
+async def test_several_updates_published_together_all_arrive(
+    process_a: PostgresNotifier, process_b: PostgresNotifier
+) -> None:
+    together = [ProjectionUpdate(name, 9) for name in ("order_views", "daily_sales")]
+    async with process_b.subscribe() as updates:
+        await process_a.publish_many([*together, ProjectionUpdate("customer_summaries", 8)])
+        await process_a.publish(ProjectionUpdate(MARKER, 1))
+        received = await updates_until_marker(updates, 1)
+    assert sorted(received, key=lambda u: u.projection) == [
+        ProjectionUpdate("customer_summaries", 8),
+        *sorted(together, key=lambda u: u.projection),
+    ]
 
 
 async def test_own_publish_is_delivered_once(
@@ -175,5 +196,9 @@ def test_sqlalchemy_urls_are_accepted(url: str, expected: str) -> None:
 def test_payload_round_trip() -> None:
     update = ProjectionUpdate("customer_summaries", 123456789)
     assert decode(encode(update)) == update
+    assert decode_all(encode_many(["a", "b"], 7)) == [
+        ProjectionUpdate("a", 7),
+        ProjectionUpdate("b", 7),
+    ]
     with pytest.raises(ValueError, match="not a projection update"):
         decode("12")
