@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     watch.add_argument("--variables", default="{}", help="JSON object")
     sub.add_parser("export-schema", help="print the GraphQL SDL (what schema.graphql holds)")
     rebuild_parser = sub.add_parser("rebuild", help="replay projections from the first event")
-    rebuild_parser.add_argument("names", nargs="*", choices=[[], *PROJECTION_NAMES], metavar="NAME")
+    rebuild_parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(PROJECTION_NAMES))
     rebuild_parser.add_argument("--all", action="store_true", help="every projection")
     rebuild_parser.add_argument("--batch-size", type=int, default=5000)
     args = parser.parse_args(argv)
@@ -150,8 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"migrated {settings.database_url}")
     elif args.command == "rebuild":
         names = list(PROJECTION_NAMES) if args.all else args.names
-        if not names:
-            parser.error(f"name a projection ({', '.join(PROJECTION_NAMES)}) or pass --all")
+        unknown = sorted(set(names) - set(PROJECTION_NAMES))
+        if unknown or not names:
+            parser.error(f"name projections ({', '.join(PROJECTION_NAMES)}) or pass --all")
         asyncio.run(_rebuild(settings, names, args.batch_size))
     return 0
 
