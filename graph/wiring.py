@@ -47,8 +47,12 @@ async def running_core(settings: Settings, *, projector: bool) -> AsyncIterator[
             notifier = InProcessNotifier()  # one process: nothing to cross
         else:
             notifier = await stack.enter_async_context(PostgresNotifier(settings.database_url))
-            # Projectors in other processes wake on our appends at once, not at their poll.
-            store.on_append(AppendAnnouncer(notifier))
+            if not projector:
+                # No projector here to wake: announce our appends so the projector process
+                # wakes at once rather than at its next poll. (A process with a projector
+                # projects every process's events, so it needs no announcements of its own,
+                # and sparing the NOTIFY keeps the publisher free for projection updates.)
+                store.on_append(AppendAnnouncer(notifier))
         running: Projector | None = None
         if projector:
             running = Projector(

@@ -72,6 +72,7 @@ class Projector:
         self._max_backoff = max_backoff
         self._linger = linger
         self._wake = asyncio.Event()
+        self._contended = False
         self._tasks: list[asyncio.Task[None]] = []
 
     def wake(self, _position: int = 0) -> None:
@@ -141,7 +142,7 @@ class Projector:
             else:
                 for projection in due:
                     backoff[projection.name] = retry_at[projection.name] = 0.0
-            if applied == 0:
+            if applied == 0 and not self._contended:
                 waiting = [t - loop.time() for t in retry_at.values() if t > loop.time()]
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), min([self._poll_interval, *waiting]))
@@ -153,6 +154,9 @@ class Projector:
             return 0
         async with write_transaction(self._engine) as conn:
             positions = await _lock_checkpoints(conn, [p.name for p in projections])
+            # Another instance holds some of them mid-pass: it may have read its batch before
+            # our latest append committed, so look again soon rather than at the next poll.
+            self._contended = len(positions) < len(projections)
             if not positions:
                 return 0
             recorded = await read_after(conn, min(positions.values()), batch_size)

@@ -337,3 +337,36 @@ async def test_concurrent_writers_are_projected_exactly_once(
         assert (summary.orders_placed, summary.total_paid) == (10, Decimal("200.40"))
     day = await queries.daily_sales(START.date(), START.date() + timedelta(days=400))
     assert sum(d.orders_placed for d in day) == 160
+
+
+async def test_two_projectors_take_turns_and_apply_each_event_once(
+    engine: AsyncEngine,
+    bus: CommandBus,
+    store: EventStore,
+    notifier: InProcessNotifier,
+    queries: ReadModelQueries,
+    waiter: CheckpointWaiter,
+) -> None:
+    # As two processes would: separate projectors on one database, each locking the
+    # checkpoints for its pass (on PostgreSQL, SKIP LOCKED makes the other look again).
+    first = Projector(engine, all_projections(), notifier, batch_size=7)
+    second = Projector(engine, all_projections(), notifier, batch_size=7)
+    store.on_append(first.wake)
+    store.on_append(second.wake)
+    await first.start()
+    await second.start()
+    try:
+        results = await asyncio.gather(
+            *(bus.dispatch(place_order(customer_id=f"c-{n % 4}")) for n in range(60))
+        )
+        assert await waiter.wait_for(max(r.position for r in results), within=30)
+    finally:
+        await first.stop()
+        await second.stop()
+
+    page = await queries.orders(first=100)
+    assert page.total_count == 60
+    placed = [await queries.customer(f"c-{n}") for n in range(4)]
+    assert sum(c.orders_placed for c in placed if c is not None) == 60
+    incremental = await dump_read_models(engine)
+    assert incremental == await dump_after_full_rebuild(engine)
