@@ -111,7 +111,7 @@ class GroupCommitWriter:
         self, conn: AsyncConnection, batch: list[PendingAppend]
     ) -> dict[PendingAppend, AppendResult | Exception]:
         versions = await _stream_versions(conn, {p.stream_id for p in batch})
-        previous = await _commands(conn, [p.command.command_id for p in batch if p.command])
+        previous = await stored_commands(conn, [p.command.command_id for p in batch if p.command])
         outcomes: dict[PendingAppend, AppendResult | Exception] = {}
         first_of: dict[str, PendingAppend] = {}  # command id -> its append in this batch
         accepted: list[tuple[PendingAppend, int]] = []  # with the stream version before it
@@ -120,7 +120,7 @@ class GroupCommitWriter:
             if command is not None and command.command_id in first_of:
                 continue  # a copy of an append in this batch: settled from it below
             if command is not None and command.command_id in previous:
-                outcomes[pending] = _duplicate(previous[command.command_id], command)
+                outcomes[pending] = first_result(previous[command.command_id], command)
                 continue
             actual = versions.get(pending.stream_id, 0)
             if (conflict := _conflict(pending.stream_id, pending.expected, actual)) is not None:
@@ -201,7 +201,7 @@ def _conflict(stream_id: str, expected: ExpectedVersion, actual: int) -> Version
     return None if expected == actual else VersionConflict(stream_id, expected, actual)
 
 
-def _duplicate(previous: Any, command: CommandRecord) -> AppendResult | Exception:
+def first_result(previous: Any, command: CommandRecord) -> AppendResult | Exception:
     """The stored first result of a command id, or CommandIdReused if the payload differs."""
     if previous.fingerprint != command.fingerprint:
         return CommandIdReused(command.command_id)
@@ -242,7 +242,7 @@ async def _stream_versions(conn: AsyncConnection, stream_ids: Any) -> dict[str, 
     return {stream_id: int(version) for stream_id, version in rows}
 
 
-async def _commands(conn: AsyncConnection, command_ids: list[str]) -> dict[str, Any]:
+async def stored_commands(conn: AsyncConnection, command_ids: list[str]) -> dict[str, Any]:
     if not command_ids:
         return {}
     return {row.command_id: row for row in await conn.execute(_COMMANDS, {"ids": command_ids})}

@@ -12,9 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.appends import GroupCommitWriter, PendingAppend
+from domain.appends import GroupCommitWriter, PendingAppend, first_result, stored_commands
 from domain.db import reader
-from domain.errors import CommandIdReused
 from domain.records import (
     JSON,
     AppendResult,
@@ -24,7 +23,7 @@ from domain.records import (
     RecordedEvent,
     StreamState,
 )
-from domain.tables import commands, events
+from domain.tables import events
 
 __all__ = [
     "JSON",
@@ -104,21 +103,14 @@ class EventStore:
 
     async def find_command(self, command: CommandRecord) -> AppendResult | None:
         """The first result of this command id, if it was handled before (see append)."""
-        query = sa.select(
-            commands.c.stream_id,
-            commands.c.fingerprint,
-            commands.c.stream_version,
-            commands.c.position,
-        ).where(commands.c.command_id == command.command_id)
         async with self._reader.connect() as conn:
-            previous = (await conn.execute(query)).first()
+            previous = (await stored_commands(conn, [command.command_id])).get(command.command_id)
         if previous is None:
             return None
-        if previous.fingerprint != command.fingerprint:
-            raise CommandIdReused(command.command_id)
-        return AppendResult(
-            previous.stream_id, previous.stream_version, previous.position, duplicate=True
-        )
+        outcome = first_result(previous, command)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
 
 async def read_after(conn: AsyncConnection, after: int, limit: int) -> list[RecordedEvent]:

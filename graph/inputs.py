@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from typing import Protocol, TypedDict
 
 import strawberry
 
@@ -141,6 +142,27 @@ def _expected(value: int | None) -> int | None:
     return value
 
 
+class _ExistingOrderInput(Protocol):
+    order_id: strawberry.ID
+    command_id: strawberry.ID | None
+    expected_version: int | None
+
+
+class _Targeting(TypedDict):
+    order_id: str
+    command_id: str
+    expected_version: int | None
+
+
+def _targeting(data: _ExistingOrderInput) -> _Targeting:
+    """The fields every command on an existing order shares, checked once."""
+    return {
+        "order_id": identifier(data.order_id, "orderId"),
+        "command_id": _command_id(data.command_id),
+        "expected_version": _expected(data.expected_version),
+    }
+
+
 def place_order(data: PlaceOrderInput) -> commands.PlaceOrder:
     command_id = _command_id(data.command_id)
     order_id = (
@@ -167,27 +189,21 @@ def place_order(data: PlaceOrderInput) -> commands.PlaceOrder:
 
 def change_shipping_address(data: ChangeShippingAddressInput) -> commands.ChangeShippingAddress:
     return commands.ChangeShippingAddress(
-        order_id=identifier(data.order_id, "orderId"),
-        command_id=_command_id(data.command_id),
-        expected_version=_expected(data.expected_version),
+        **_targeting(data),
         shipping_address=address(data.shipping_address, "shippingAddress"),
     )
 
 
 def pay_order(data: PayOrderInput) -> commands.PayOrder:
     return commands.PayOrder(
-        order_id=identifier(data.order_id, "orderId"),
-        command_id=_command_id(data.command_id),
-        expected_version=_expected(data.expected_version),
+        **_targeting(data),
         amount=amount(data.amount, "amount"),
     )
 
 
 def ship_order(data: ShipOrderInput) -> commands.ShipOrder:
     return commands.ShipOrder(
-        order_id=identifier(data.order_id, "orderId"),
-        command_id=_command_id(data.command_id),
-        expected_version=_expected(data.expected_version),
+        **_targeting(data),
         carrier=text(data.carrier, "carrier"),
         tracking_number=text(data.tracking_number, "trackingNumber"),
     )
@@ -195,8 +211,6 @@ def ship_order(data: ShipOrderInput) -> commands.ShipOrder:
 
 def cancel_order(data: CancelOrderInput) -> commands.CancelOrder:
     return commands.CancelOrder(
-        order_id=identifier(data.order_id, "orderId"),
-        command_id=_command_id(data.command_id),
-        expected_version=_expected(data.expected_version),
+        **_targeting(data),
         reason=text(data.reason, "reason"),
     )

@@ -52,15 +52,7 @@ class Subscription:
     ) -> AsyncGenerator[CaughtUp, None]:
         names = _names(projections)
         services = info.context.services
-        async with services.notifier.subscribe() as updates:
-            current = await services.waiter.positions(names)
-            pending = {name for name, at in current.items() if at < position}
-            if pending:
-                async for update in updates:
-                    if update.position >= position:
-                        pending.discard(update.projection)
-                    if not pending:
-                        break
+        await services.waiter.wait_for(position, names, within=None)
         statuses = await services.queries.projection_statuses(names)
         yield CaughtUp(position=position, projections=[ProjectionStatus.of(s) for s in statuses])
 

@@ -198,7 +198,7 @@ class Projector:
 
     async def _step(self, projection: Projection, limit: int) -> int:
         async with write_transaction(self._engine) as conn:
-            checkpoint = await _lock_checkpoint(conn, projection.name)
+            checkpoint = (await _lock_checkpoints(conn, [projection.name])).get(projection.name)
             if checkpoint is None:
                 return 0
             recorded = await read_after(conn, checkpoint, limit)
@@ -265,15 +265,6 @@ async def _lock_checkpoints(conn: AsyncConnection, names: list[str]) -> dict[str
         .with_for_update(skip_locked=True)
     )
     return {row.name: row.position for row in await conn.execute(query)}
-
-
-async def _lock_checkpoint(conn: AsyncConnection, name: str) -> int | None:
-    query = (
-        sa.select(checkpoints.c.position)
-        .where(checkpoints.c.name == name)
-        .with_for_update(skip_locked=True)
-    )
-    return await conn.scalar(query)
 
 
 async def _save_checkpoint(

@@ -35,10 +35,11 @@ class CheckpointWaiter:
         return {name: found.get(name, 0) for name in wanted}
 
     async def wait_for(
-        self, position: int, names: Collection[str] | None = None, within: float = 5.0
+        self, position: int, names: Collection[str] | None = None, within: float | None = 5.0
     ) -> bool:
         """True once every named projection (default: all) has reached ``position``;
-        False if that did not happen within ``within`` seconds."""
+        False if that did not happen within ``within`` seconds (None: wait as long as it
+        takes; the caller cancels)."""
         wanted = set(names or self.names)
         async with self._notifier.subscribe() as updates:
             current = await self.positions(wanted)
