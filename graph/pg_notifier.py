@@ -141,7 +141,7 @@ class PostgresNotifier:
         return notify_statement(update, channel=self.channel)
 
     async def publish(self, update: ProjectionUpdate) -> None:
-        """NOTIFY at once (autocommit) and deliver to this process's subscribers directly."""
+        """Deliver to this process's subscribers directly, and NOTIFY the others (autocommit)."""
         await self.publish_many([update])
 
     async def publish_many(self, updates: Sequence[ProjectionUpdate]) -> None:
@@ -150,6 +150,11 @@ class PostgresNotifier:
         for update in updates:
             by_position.setdefault(update.position, []).append(update.projection)
         payloads = [encode_many(names, position) for position, names in by_position.items()]
+        # This process's subscribers first: they should not wait for a round trip through
+        # PostgreSQL under load (read-your-writes latency), and our own NOTIFY is skipped
+        # when it comes back (see _on_notification).
+        for update in updates:
+            self._local.deliver(update)
         async with self._publish_lock:
             try:
                 await self._notify(payloads)
@@ -157,8 +162,6 @@ class PostgresNotifier:
                 # One retry on a fresh connection: the old one may have been dropped while idle.
                 await self._drop_publisher()
                 await self._notify(payloads)
-        for update in updates:
-            self._local.deliver(update)
 
     async def _notify(self, payloads: Sequence[str]) -> None:
         if self._publisher is None or self._publisher.is_closed():
