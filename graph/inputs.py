@@ -17,6 +17,7 @@ import strawberry
 from domain import commands
 from domain.commands import new_id, order_id_for
 from domain.values import Address, OrderLine
+from graph import input_plans
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,99}")
 COUNTRY_PATTERN = re.compile(r"[A-Z]{2}")
@@ -87,6 +88,15 @@ class CancelOrderInput:
     command_id: strawberry.ID | None = None
     expected_version: int | None = None
     reason: str
+
+
+input_plans.install(
+    PlaceOrderInput,
+    ChangeShippingAddressInput,
+    PayOrderInput,
+    ShipOrderInput,
+    CancelOrderInput,
+)
 
 
 def identifier(value: str, field: str) -> str:
