@@ -18,7 +18,10 @@ class OrderViews(Projection):
 
     async def apply(self, conn: AsyncConnection, batch: Sequence[Envelope]) -> None:
         ids = {e.event.order_id for e in batch}
-        rows = await load_rows(conn, order_views, order_views.c.order_id, ids)
+        # An order placed in this batch has no row yet (OrderPlaced is always its stream's
+        # first event): load only the others. A batch of placements then reads nothing.
+        placed = {e.event.order_id for e in batch if isinstance(e.event, events.OrderPlaced)}
+        rows = await load_rows(conn, order_views, order_views.c.order_id, ids - placed)
         for envelope in batch:
             event = envelope.event
             if isinstance(event, events.OrderPlaced):

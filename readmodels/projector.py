@@ -62,7 +62,6 @@ class Projector:
         batch_size: int = 500,
         poll_interval: float = 1.0,
         max_backoff: float = 30.0,
-        linger: float = 0.005,
     ) -> None:
         self._engine = engine
         self.projections = {p.name: p for p in projections}
@@ -70,7 +69,6 @@ class Projector:
         self.batch_size = batch_size
         self._poll_interval = poll_interval
         self._max_backoff = max_backoff
-        self._linger = linger
         self._wake = asyncio.Event()
         self._contended = False
         self._tasks: list[asyncio.Task[None]] = []
