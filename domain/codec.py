@@ -81,44 +81,60 @@ def decode(event_type: str, schema_version: int, data: JSON) -> events.Event:
 
 
 def to_json(value: object) -> Any:
+    if value is None or isinstance(value, str | int):
+        return value
+    names = _field_names(type(value))
+    if names is not None:
+        return {name: to_json(getattr(value, name)) for name in names}
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("naive datetime: timestamps must be timezone-aware")
         return value.astimezone(UTC).isoformat()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple | list):
         return [to_json(item) for item in value]
-    if value is None or isinstance(value, str | int):
-        return value
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """A dataclass's field names (looked up once: ``dataclasses.fields`` is slow), else None."""
+    try:
+        return _FIELD_NAMES[cls]
+    except KeyError:
+        names = None
+        if dataclasses.is_dataclass(cls):
+            names = tuple(f.name for f in dataclasses.fields(cls))
+        return _FIELD_NAMES.setdefault(cls, names)
 
 
 def _from_json(tp: Any, value: Any) -> Any:
+    return _decoder(tp)(value)
+
+
+@functools.cache
+def _decoder(tp: Any) -> Callable[[Any], Any]:
+    """How to decode a value of type ``tp``, worked out once per type from its annotations
+    rather than on every event."""
     origin = typing.get_origin(tp)
     if origin is types.UnionType or origin is typing.Union:
-        if value is None:
-            return None
         (inner,) = [arg for arg in typing.get_args(tp) if arg is not type(None)]
-        return _from_json(inner, value)
+        decode_inner = _decoder(inner)
+        return lambda value: None if value is None else decode_inner(value)
     if origin is tuple:
-        item_type = typing.get_args(tp)[0]
-        return tuple(_from_json(item_type, item) for item in value)
+        decode_item = _decoder(typing.get_args(tp)[0])
+        return lambda value: tuple(decode_item(item) for item in value)
     if tp is Decimal:
-        return Decimal(value)
+        return Decimal
     if tp is datetime:
-        return datetime.fromisoformat(value).astimezone(UTC)
+        return lambda value: datetime.fromisoformat(value).astimezone(UTC)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        hints = _hints(tp)
-        fields = dataclasses.fields(tp)
-        return tp(**{f.name: _from_json(hints[f.name], value.get(f.name)) for f in fields})
+        hints = typing.get_type_hints(tp)
+        plan = [(f.name, _decoder(hints[f.name])) for f in dataclasses.fields(tp)]
+        return lambda value: tp(**{name: decode(value.get(name)) for name, decode in plan})
     if tp in (str, int):
-        return tp(value)
+        return tp  # type: ignore[no-any-return]
     raise TypeError(f"cannot decode {tp!r}")
