@@ -68,7 +68,7 @@ class GroupCommitWriter:
     async def _drain(self) -> None:
         try:
             while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                batch: list[PendingAppend] = []  # _commit fills it once the database is ours
                 try:
                     await self._commit(batch)
                 except Exception:
@@ -81,10 +81,18 @@ class GroupCommitWriter:
             self._task = None
 
     async def _commit(self, batch: list[PendingAppend]) -> None:
+        """Commit ``batch``; an empty list is filled from the queue inside the transaction."""
         try:
             async with write_transaction(self._engine) as conn:
                 if self._lock_table:
                     await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
+                if not batch:
+                    # Taken only now that the write lock is ours: the appends that arrived
+                    # while another transaction held it (the projector's, on SQLite) ride in
+                    # this one instead of waiting a whole turn. Taken before the wait, batches
+                    # alternated between 15 appends and 1 under 16 writers.
+                    batch += self._queue[:MAX_BATCH]
+                    del self._queue[:MAX_BATCH]
                 outcomes = await self._write(conn, batch)
         except IntegrityError as error:
             if len(batch) > 1:
