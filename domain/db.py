@@ -26,9 +26,6 @@ from domain.sqlite_driver import one_hop_dbapi
 _SQLITE_BEGIN = "ordergraph_sqlite_begin"
 
 
-SQLITE_POOL_SIZE = 3
-
-
 def async_url(url: str) -> str:
     """Accept plain URLs (sqlite:///x.db, postgresql://...) and pick the async driver."""
     parsed = make_url(url)
@@ -47,12 +44,6 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) 
     url = async_url(url)
     if make_url(url).drivername == "sqlite+aiosqlite":
         kwargs.setdefault("module", one_hop_dbapi())  # see domain/sqlite_driver.py
-        # Each aiosqlite connection is a thread, and every statement's result crosses back
-        # under the GIL: fifteen threads (SQLAlchemy's default pool) fought each other and the
-        # event loop. One writes at a time anyway (write_transaction), and two readers keep
-        # up with everything the loop can serve (order(id) 784 -> 830-860 req/s, 16 clients).
-        kwargs.setdefault("pool_size", SQLITE_POOL_SIZE)
-        kwargs.setdefault("max_overflow", 0)
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(engine):
         _take_control_of_sqlite_transactions(engine, sqlite_synchronous)
