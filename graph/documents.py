@@ -21,7 +21,7 @@ from graphql import ASTValidationRule, DocumentNode, GraphQLError, parse
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
-MAX_DOCUMENTS = 256  # distinct query texts kept; bounds what unique texts can make us hold
+MAX_DOCUMENTS = 128  # distinct query texts kept (strawberry's caches kept as many); bounds memory
 
 
 @dataclass(eq=False)
