@@ -105,6 +105,14 @@ class _Connection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
     _cursor_cls = OneHopCursor
 
+    def rollback(self) -> None:
+        # SQLAlchemy rolls back every connection it takes back, reads included; with no
+        # transaction open, sqlite3 would do nothing, so skip the trip to the worker thread.
+        raw: sqlite3.Connection | None = cast(Any, self._connection)._connection
+        if raw is not None and not raw.in_transaction:
+            return
+        super().rollback()
+
 
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
     """Pass as ``module=`` to create_async_engine for ``sqlite+aiosqlite`` URLs."""
