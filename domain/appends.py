@@ -20,6 +20,7 @@ positions commit in the order they were taken. Group commit wins back what seria
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,8 @@ from domain.db import is_sqlite, write_transaction
 from domain.errors import CommandIdReused, VersionConflict
 from domain.records import AppendResult, CommandRecord, ExpectedVersion, NewEvent, StreamState
 from domain.tables import commands, events
+
+log = logging.getLogger("ordergraph.store")
 
 MAX_BATCH = 256  # appends per transaction; bounds statement size and one batch's latency
 
@@ -72,6 +75,9 @@ class GroupCommitWriter:
                 try:
                     await self._commit(batch)
                 except Exception:
+                    if not batch:  # failed before it held the database (unreachable, locked)
+                        batch += self._queue[:MAX_BATCH]
+                        del self._queue[:MAX_BATCH]
                     for pending in batch:  # alone, each append meets only its own fate
                         try:
                             await self._commit([pending])
@@ -113,7 +119,10 @@ class GroupCommitWriter:
             _settle(pending, outcomes[pending])
         if head:
             for listener in self.committed:
-                listener(head)
+                try:
+                    listener(head)
+                except Exception:  # the batch is committed and settled: never retry it
+                    log.exception("append listener %r failed", listener)
 
     async def _write(
         self, conn: AsyncConnection, batch: list[PendingAppend]

@@ -7,6 +7,7 @@ from datetime import UTC
 
 import pytest
 
+from domain.db import create_engine
 from domain.errors import CommandIdReused, VersionConflict
 from domain.store import CommandRecord, EventStore, StreamState
 from tests.factories import new_event
@@ -200,3 +201,28 @@ async def test_concurrent_duplicates_of_one_command_append_once(store: EventStor
     assert sum(not r.duplicate for r in results) == 1
     assert len({(r.stream_id, r.position) for r in results}) == 1
     assert len(await store.read_all()) == 1
+
+
+async def test_an_unreachable_database_fails_each_append_instead_of_hanging() -> None:
+    engine = create_engine("postgresql://postgres@127.0.0.1:1/nowhere")  # nothing listens
+    store = EventStore(engine)
+    try:
+        async with asyncio.timeout(10):
+            outcomes = await asyncio.gather(
+                *(store.append(f"s-{n}", [new_event(1)], StreamState.ANY) for n in range(3)),
+                return_exceptions=True,
+            )
+    finally:
+        await engine.dispose()
+    assert all(isinstance(o, OSError) for o in outcomes), outcomes
+
+
+async def test_a_failing_listener_does_not_append_the_batch_again(store: EventStore) -> None:
+    def failing(_head: int) -> None:
+        raise RuntimeError("listener bug")
+
+    store.on_append(failing)
+    result = await store.append("s-1", [new_event(1)], StreamState.ANY)
+    assert result.version == 1
+    assert [e.stream_version for e in await store.read_stream("s-1")] == [1]
+    assert await store.head_position() == result.position
