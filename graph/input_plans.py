@@ -32,6 +32,7 @@ Convert = Callable[[Any], Any]
 
 def install(*classes: type) -> None:
     for cls in classes:
+        _builder(cls, camel=True)  # a type without a plan fails here, not on a request
         _definition(cls).from_input = _from_input(cls)
 
 
@@ -43,15 +44,19 @@ def _definition(cls: type) -> StrawberryObjectDefinition:
 
 
 def _from_input(cls: type) -> Callable[[type, Mapping[str, Any], InputContext], Any]:
-    build = _builder(cls)
+    builders: dict[tuple[type, bool], Convert] = {}  # per class built and naming convention
 
-    def from_input(_cls: type, value: Mapping[str, Any], _context: InputContext) -> Any:
+    def from_input(target: type, value: Mapping[str, Any], context: InputContext) -> Any:
+        camel = context.config.name_converter.auto_camel_case
+        build = builders.get((target, camel))
+        if build is None:
+            build = builders[(target, camel)] = _builder(target, camel)
         return build(value)
 
     return from_input
 
 
-def _builder(cls: type) -> Convert:
+def _builder(cls: type, camel: bool) -> Convert:
     definition = _definition(cls)
     plan: list[tuple[str, str, Convert | None]] = []
     unset: dict[str, None] = {}  # fields without a default, when the client left them out
@@ -63,8 +68,9 @@ def _builder(cls: type) -> Convert:
             and field.default_factory is dataclasses.MISSING
         ):
             unset[field.python_name] = None
-        name = field.graphql_name or to_camel_case(field.python_name)
-        plan.append((name, field.python_name, _converter(field.resolve_type())))
+        python_name = field.python_name
+        name = field.graphql_name or (to_camel_case(python_name) if camel else python_name)
+        plan.append((name, python_name, _converter(field.resolve_type(), camel)))
 
     def build(value: Mapping[str, Any]) -> Any:
         kwargs: dict[str, Any] = dict(unset)
@@ -77,19 +83,19 @@ def _builder(cls: type) -> Convert:
     return build
 
 
-def _converter(type_: StrawberryType | type | Any) -> Convert | None:
+def _converter(type_: StrawberryType | type | Any, camel: bool) -> Convert | None:
     """None where the value is used as it is (a scalar graphql-core has parsed)."""
     if isinstance(type_, StrawberryOptional):
-        return _converter(type_.of_type)
+        return _converter(type_.of_type, camel)
     if isinstance(type_, StrawberryList):
-        item = _converter(type_.of_type)
+        item = _converter(type_.of_type, camel)
         if item is None:
             return list  # a copy: graphql-core shares default values between requests
         return lambda values: [None if v is None else item(v) for v in values]
     if isinstance(type_, LazyType) or has_enum_definition(type_):
         raise TypeError(f"no plan for {type_!r}: let strawberry convert it")
     if has_object_definition(type_):
-        return _builder(type_)
+        return _builder(type_, camel)
     if isinstance(type_, StrawberryType):
         raise TypeError(f"no plan for {type_!r}: let strawberry convert it")
     return None

@@ -6,6 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import strawberry
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types.arguments import convert_argument
 
 from graph import inputs
@@ -75,3 +77,14 @@ def test_lists_are_copied_not_shared() -> None:
     assert built.items is not items
     assert isinstance(built.items[0], inputs.OrderItemInput)
     assert isinstance(built.shipping_address, inputs.AddressInput)
+
+
+def test_names_follow_the_schemas_naming_convention() -> None:
+    """Without auto_camel_case the input keeps Python's names, and so must the plan."""
+    config = StrawberryConfig(auto_camel_case=False)
+    registry = SCHEMA.schema_converter.scalar_registry
+    value = {"order_id": "o-1", "amount": Decimal("1.00"), "expected_version": 2}
+    planned = convert_argument(value, inputs.PayOrderInput, registry, config)
+    assert planned == inputs.PayOrderInput(
+        order_id=strawberry.ID("o-1"), command_id=None, expected_version=2, amount=Decimal("1.00")
+    )
