@@ -76,8 +76,7 @@ class GroupCommitWriter:
                     await self._commit(batch)
                 except Exception:
                     if not batch:  # failed before it held the database (unreachable, locked)
-                        batch += self._queue[:MAX_BATCH]
-                        del self._queue[:MAX_BATCH]
+                        self._take_into(batch)
                     for pending in batch:  # alone, each append meets only its own fate
                         try:
                             await self._commit([pending])
@@ -85,6 +84,10 @@ class GroupCommitWriter:
                             _settle(pending, error)
         finally:
             self._task = None
+
+    def _take_into(self, batch: list[PendingAppend]) -> None:
+        batch += self._queue[:MAX_BATCH]
+        del self._queue[:MAX_BATCH]
 
     async def _commit(self, batch: list[PendingAppend]) -> None:
         """Commit ``batch``; an empty list is filled from the queue inside the transaction."""
@@ -97,8 +100,7 @@ class GroupCommitWriter:
                     # while another transaction held it (the projector's, on SQLite) ride in
                     # this one instead of waiting a whole turn. Taken before the wait, batches
                     # alternated between 15 appends and 1 under 16 writers.
-                    batch += self._queue[:MAX_BATCH]
-                    del self._queue[:MAX_BATCH]
+                    self._take_into(batch)
                 outcomes = await self._write(conn, batch)
         except IntegrityError as error:
             if len(batch) > 1:

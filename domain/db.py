@@ -51,7 +51,18 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) 
     return engine
 
 
-_READERS: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
+# Option engines, built once per engine: building them per call showed up in profiles.
+_OPTION_ENGINES: weakref.WeakKeyDictionary[AsyncEngine, dict[str, AsyncEngine]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _with_options(engine: AsyncEngine, role: str, **options: Any) -> AsyncEngine:
+    by_role = _OPTION_ENGINES.setdefault(engine, {})
+    found = by_role.get(role)
+    if found is None:
+        found = by_role[role] = engine.execution_options(**options)
+    return found
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:
@@ -63,24 +74,14 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
     it switch each connection's isolation level on checkout and back on check-in: three extra
     trips to aiosqlite's thread per read, which doubled the cost of ``order(id)``.
     """
-    found = _READERS.get(engine)
-    if found is None:
-        options: dict[str, Any] = (
-            {_SQLITE_BEGIN: _NO_BEGIN} if is_sqlite(engine) else {"isolation_level": "AUTOCOMMIT"}
-        )
-        found = _READERS[engine] = engine.execution_options(**options)
-    return found
-
-
-_WRITERS: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
+    if is_sqlite(engine):
+        return _with_options(engine, "reader", **{_SQLITE_BEGIN: _NO_BEGIN})
+    return _with_options(engine, "reader", isolation_level="AUTOCOMMIT")
 
 
 def writer(engine: AsyncEngine) -> AsyncEngine:
     """The same engine (same pool) whose transactions start with BEGIN IMMEDIATE on SQLite."""
-    found = _WRITERS.get(engine)
-    if found is None:  # one per engine: building option engines showed up in profiles
-        found = _WRITERS[engine] = engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
-    return found
+    return _with_options(engine, "writer", **{_SQLITE_BEGIN: "IMMEDIATE"})
 
 
 # One asyncio lock per SQLite pool: see write_transaction.

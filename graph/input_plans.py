@@ -32,7 +32,6 @@ Convert = Callable[[Any], Any]
 
 def install(*classes: type) -> None:
     for cls in classes:
-        _builder(cls, camel=True)  # a type without a plan fails here, not on a request
         _definition(cls).from_input = _from_input(cls)
 
 
@@ -44,7 +43,9 @@ def _definition(cls: type) -> StrawberryObjectDefinition:
 
 
 def _from_input(cls: type) -> Callable[[type, Mapping[str, Any], InputContext], Any]:
-    builders: dict[tuple[type, bool], Convert] = {}  # per class built and naming convention
+    # Per class built and naming convention; the usual one is planned now, so that a type
+    # without a plan fails at import, not on a request.
+    builders: dict[tuple[type, bool], Convert] = {(cls, True): _builder(cls, camel=True)}
 
     def from_input(target: type, value: Mapping[str, Any], context: InputContext) -> Any:
         camel = context.config.name_converter.auto_camel_case
