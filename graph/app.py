@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
@@ -15,8 +17,10 @@ from starlette.websockets import WebSocket
 from domain.bus import build_bus
 from graph.context import Context, Services
 from graph.http import graphql_app
+from graph.persisted_queries import PersistedQueries
 from graph.schema import build_schema
 from graph.settings import Settings
+from graph.web import WebPages
 from graph.wiring import running_core
 from readmodels.queries import ReadModelQueries
 from readmodels.registry import PROJECTION_NAMES
@@ -45,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def context(request: Request | WebSocket, _response: Response | None) -> Context:
         return Context(services=request.app.state.services)
 
+    pages = WebPages.load()
     graphql = graphql_app(
         build_schema(
             max_depth=settings.max_depth,
@@ -53,8 +58,26 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ),
         max_body_bytes=settings.max_body_bytes,
         context_getter=context,
+        playground_html=pages.playground_html,
+        allowed_origins=settings.cors_origins,
+        persisted_queries=PersistedQueries(settings.persisted_queries_max_bytes),
     )
     return Starlette(
-        routes=[Route("/graphql", graphql), WebSocketRoute("/graphql", graphql)],
+        routes=[Route("/graphql", graphql), WebSocketRoute("/graphql", graphql), *pages.routes()],
+        middleware=[cors_middleware(settings.cors_origins)],
         lifespan=lifespan,
+    )
+
+
+def cors_middleware(origins: Sequence[str]) -> Middleware:
+    """CORS for HTTP. Browsers do not apply CORS to WebSocket handshakes: the same list is
+    strawberry's ``allowed_origins``, checked on every handshake. Tokens travel in the
+    Authorization header, never in cookies, so credentials stay off."""
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=list(origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["*"],
+        expose_headers=["Retry-After", "X-Request-ID"],
+        max_age=600,
     )

@@ -8,32 +8,37 @@ Strawberry already gives us POST/GET, GraphiQL for browsers and both WebSocket p
 - 405 with ``Allow`` for a mutation over GET (strawberry says 400).
 - 413 for bodies over a limit, checked on Content-Length and on the bytes actually streamed.
 - HTTP-level errors as GraphQL-shaped JSON instead of plain text.
+- Automatic persisted queries (graph/persisted_queries.py), and our own playground page.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeAlias
 
 import strawberry
-from cross_web import HTTPException  # what strawberry's views raise for HTTP-level errors
+from cross_web import (  # what strawberry's views raise and read, for HTTP-level errors
+    AsyncHTTPRequestAdapter,
+    HTTPException,
+)
 from graphql import ASTValidationRule, GraphQLError
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_limit_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_limit_rule
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from graph.documents import cached_documents
+from graph.persisted_queries import PersistedQueries, PersistedQueryError
 
 logger = logging.getLogger("ordergraph.graph")
 
@@ -110,14 +115,20 @@ class GraphQLApp(GraphQL[object, None]):
         max_body_bytes: int,
         context_getter: ContextGetter | None = None,
         graphiql: bool = True,
+        playground_html: str | None = None,
+        allowed_origins: Sequence[str] = (),
+        persisted_queries: PersistedQueries | None = None,
     ) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if graphiql else None,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+            allowed_origins=allowed_origins,
         )
         self.max_body_bytes = max_body_bytes
         self._context_getter = context_getter
+        self._playground_html = playground_html
+        self._persisted_queries = persisted_queries
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,6 +143,8 @@ class GraphQLApp(GraphQL[object, None]):
             response = error_response(413, "Request body too large.", media_type)
         except HTTPException as error:
             response = self._http_error(request, error, media_type)
+        except PersistedQueryError as error:
+            response = error_response(error.status, error.message, media_type, code=error.code)
         else:
             if response.media_type == APPLICATION_JSON and media_type == GRAPHQL_RESPONSE_JSON:
                 response.headers["content-type"] = GRAPHQL_RESPONSE_JSON
@@ -172,6 +185,19 @@ class GraphQLApp(GraphQL[object, None]):
             )
         return error_response(error.status_code, error.reason, media_type)
 
+    async def render_graphql_ide(self, request: Request) -> Response:
+        if self._playground_html is None:
+            return await super().render_graphql_ide(request)  # strawberry's page, from a CDN
+        return HTMLResponse(self._playground_html)
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        data = await super().parse_http_body(request)
+        if self._persisted_queries is None or isinstance(data, list):
+            return data
+        return self._persisted_queries.resolve(data)
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> object:
@@ -198,10 +224,19 @@ def graphql_app(
     max_body_bytes: int,
     context_getter: ContextGetter | None = None,
     graphiql: bool = True,
+    playground_html: str | None = None,
+    allowed_origins: Sequence[str] = (),
+    persisted_queries: PersistedQueries | None = None,
 ) -> GraphQLApp:
     """One ASGI app to mount as both the HTTP and the WebSocket route at /graphql."""
     return GraphQLApp(
-        schema, max_body_bytes=max_body_bytes, context_getter=context_getter, graphiql=graphiql
+        schema,
+        max_body_bytes=max_body_bytes,
+        context_getter=context_getter,
+        graphiql=graphiql,
+        playground_html=playground_html,
+        allowed_origins=allowed_origins,
+        persisted_queries=persisted_queries,
     )
 
 
@@ -243,8 +278,16 @@ def _quality(params: list[str]) -> float:
 
 
 def error_response(
-    status: int, message: str, media_type: str, *, allow: str | None = None
+    status: int,
+    message: str,
+    media_type: str,
+    *,
+    allow: str | None = None,
+    code: str | None = None,
 ) -> Response:
-    body = json.dumps({"errors": [{"message": message}]}, separators=(",", ":"))
+    error: dict[str, object] = {"message": message}
+    if code is not None:
+        error["extensions"] = {"code": code}
+    body = json.dumps({"errors": [error]}, separators=(",", ":"))
     headers = {"Allow": allow} if allow else None
     return Response(body, status_code=status, media_type=media_type, headers=headers)

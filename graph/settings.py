@@ -6,11 +6,27 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from strawberry.http.websocket_origin import normalize_origin
+
 DEFAULT_DATABASE_URL = "sqlite:///ordergraph.db"
 
 
 def _flag(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    """Exact origins, as browsers send them in ``Origin``: a wildcard would let any page act
+    with a user's token, so it is refused rather than trusted."""
+    origins = tuple(part.strip() for part in value.split(",") if part.strip())
+    for origin in origins:
+        if "*" in origin or normalize_origin(origin) != origin:
+            raise ValueError(
+                f"CORS_ORIGINS: {origin!r} is not an exact origin; give each as"
+                " scheme://host[:port] in lower case, no path, no wildcard"
+                " (e.g. http://localhost:5173), separated by commas"
+            )
+    return origins
 
 
 @dataclass(frozen=True)
@@ -29,6 +45,9 @@ class Settings:
     max_tokens: int = 2000
     pool_size: int = 20
     sqlite_synchronous: str = "FULL"
+    # Pages on these origins may call the API over HTTP and WebSocket (CORS).
+    cors_origins: tuple[str, ...] = ()
+    persisted_queries_max_bytes: int = 4 * 1024 * 1024  # 0 turns persisted queries off
 
     @property
     def is_sqlite(self) -> bool:
@@ -52,4 +71,8 @@ class Settings:
             max_tokens=int(env.get("MAX_QUERY_TOKENS", d.max_tokens)),
             pool_size=int(env.get("DB_POOL_SIZE", d.pool_size)),
             sqlite_synchronous=env.get("SQLITE_SYNCHRONOUS", d.sqlite_synchronous),
+            cors_origins=_origins(env.get("CORS_ORIGINS", "")),
+            persisted_queries_max_bytes=int(
+                env.get("PERSISTED_QUERIES_MAX_BYTES", d.persisted_queries_max_bytes)
+            ),
         )
