@@ -29,7 +29,7 @@ from readmodels.waiting import CheckpointWaiter
 log = logging.getLogger("ordergraph")
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, *, pages: WebPages | None = None) -> Starlette:
     settings = settings or Settings.from_env()
 
     @contextlib.asynccontextmanager
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def context(request: Request | WebSocket, _response: Response | None) -> Context:
         return Context(services=request.app.state.services)
 
-    pages = WebPages.load()
+    pages = pages or WebPages.load()
     graphql = graphql_app(
         build_schema(
             max_depth=settings.max_depth,

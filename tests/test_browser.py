@@ -112,6 +112,13 @@ async def test_the_desk_shows_a_placed_order_once_the_read_models_have_it_and_fo
         row = page.locator(f'tr[data-order-id="{order_id}"]')
         await expect(row.locator(".status")).to_have_text("PAID")
 
+        # Re-addressed from the desk: the row shows the new address once order_views has it.
+        await row.get_by_role("button", name="Change address").click()
+        await row.get_by_label("new line 1").fill("2 Side St")
+        await row.get_by_role("button", name="Save address").click()
+        await expect(row.locator(".ship-to")).to_contain_text("2 Side St")
+        await expect(row.locator(".version")).to_have_text("3")
+
         # A second order, shipped before it is paid: the rule it breaks, inline on its row.
         await page.get_by_role("button", name="Place order").click()
         second = page.locator("#write-order .order-card")

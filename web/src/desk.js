@@ -251,8 +251,8 @@
     const cells = {
       status: el("td", {}),
       total: el("td", { class: "total" }),
-      version: el("td", {}),
-      address: el("td", {}),
+      version: el("td", { class: "version" }),
+      address: el("td", { class: "ship-to" }),
     };
     const error = el("div", { class: "error" });
     const row = { order: null, cells, error, tr: null, unsubscribe: null };
