@@ -1,17 +1,22 @@
-# `make test` and `make serve` do their own set-up: a virtualenv in .venv with ordergraph and
-# its dev tools installed (re-installed whenever pyproject.toml changes).
+# `make serve` and `make test` do their own set-up: a virtualenv in .venv with ordergraph (and,
+# for the tests, its dev tools) installed, again whenever pyproject.toml changes.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: install test lint serve bench web browser-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(DEV_STAMP)
 
 # The browser pages (playground, desk): npm packages from the registry, copied into web/dist
 # (git-ignored). Without Node.js the service still runs; the playground then loads from a CDN.
@@ -43,7 +48,7 @@ browser-deps:
 		fi; \
 	fi
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -59,7 +64,7 @@ serve: $(STAMP) $(WEB_STAMP)
 # the full benchmark; BENCH_ARGS passes options, e.g. BENCH_ARGS="--quick --backends sqlite".
 BENCH_STAMP := $(VENV)/.installed-bench
 
-$(BENCH_STAMP): $(STAMP)
+$(BENCH_STAMP): $(DEV_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
