@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +60,8 @@ class GroupCommitWriter:
         self._queue: list[PendingAppend] = []
         self._task: asyncio.Task[None] | None = None
         self.committed: list[Callable[[int], None]] = []
+        # (appends in the batch, seconds from BEGIN to COMMIT), after each committed batch
+        self.batch_observers: list[Callable[[int, float], None]] = []
 
     async def append(self, pending: PendingAppend) -> AppendResult:
         self._queue.append(pending)
@@ -91,6 +94,7 @@ class GroupCommitWriter:
 
     async def _commit(self, batch: list[PendingAppend]) -> None:
         """Commit ``batch``; an empty list is filled from the queue inside the transaction."""
+        started = time.perf_counter()
         try:
             async with write_transaction(self._engine) as conn:
                 if self._lock_table:
@@ -119,6 +123,9 @@ class GroupCommitWriter:
         )
         for pending in batch:
             _settle(pending, outcomes[pending])
+        elapsed = time.perf_counter() - started
+        for observer in self.batch_observers:
+            observer(len(batch), elapsed)
         if head:
             for listener in self.committed:
                 try:

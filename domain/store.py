@@ -59,6 +59,10 @@ class EventStore:
         """Call ``listener(position)`` after appends commit (in this process)."""
         self._writer.committed.append(listener)
 
+    def on_batch(self, observer: Callable[[int, float], None]) -> None:
+        """Call ``observer(appends, seconds)`` after each group-commit transaction commits."""
+        self._writer.batch_observers.append(observer)
+
     async def append(
         self,
         stream_id: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -15,13 +16,18 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from domain.bus import build_bus
+from graph import metrics
+from graph.access import AccessMiddleware, current_request
 from graph.context import Context, Services
+from graph.health import Operations, healthz, readyz
 from graph.http import graphql_app
 from graph.persisted_queries import PersistedQueries
+from graph.pg_notifier import PostgresNotifier
 from graph.schema import build_schema
 from graph.settings import Settings
 from graph.web import WebPages
 from graph.wiring import running_core
+from migrations import head_revision
 from readmodels.queries import ReadModelQueries
 from readmodels.registry import PROJECTION_NAMES
 from readmodels.waiting import CheckpointWaiter
@@ -35,19 +41,41 @@ def create_app(settings: Settings | None = None, *, pages: WebPages | None = Non
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with running_core(settings, projector=settings.run_projector) as core:
+            core.store.on_batch(metrics.observe_append_batch)
+            if isinstance(core.notifier, PostgresNotifier):
+                core.notifier.on_reconnect = metrics.NOTIFIER_RECONNECTS.inc
+            if core.projector is not None:
+                core.projector.pass_observers.append(metrics.observe_projector_pass)
+            if settings.tracing:
+                from graph.tracing import traced_bus
+
+                bus = traced_bus(core.store)
+            else:
+                bus = build_bus(core.store)
             app.state.services = Services(
-                bus=build_bus(core.store),
+                bus=bus,
                 queries=ReadModelQueries(core.engine),
                 waiter=CheckpointWaiter(core.engine, core.notifier, PROJECTION_NAMES),
                 notifier=core.notifier,
                 read_wait_seconds=settings.read_wait_seconds,
             )
+            app.state.operations = Operations(
+                engine=core.engine,
+                notifier=core.notifier,
+                schema_revision=await asyncio.to_thread(head_revision),
+                runs_projector=core.projector is not None,
+                stall_seconds=settings.stall_seconds,
+                check_timeout=settings.db_connect_timeout,
+            )
             url = core.engine.url.render_as_string(hide_password=True)
             log.info("ordergraph ready on %s", url)
-            yield
+            try:
+                yield
+            finally:
+                metrics.mark_worker_gone()
 
     async def context(request: Request | WebSocket, _response: Response | None) -> Context:
-        return Context(services=request.app.state.services)
+        return Context(services=request.app.state.services, request=current_request.get())
 
     pages = pages or WebPages.load()
     graphql = graphql_app(
@@ -55,6 +83,7 @@ def create_app(settings: Settings | None = None, *, pages: WebPages | None = Non
             max_depth=settings.max_depth,
             max_aliases=settings.max_aliases,
             max_tokens=settings.max_tokens,
+            tracing=settings.tracing,
         ),
         max_body_bytes=settings.max_body_bytes,
         context_getter=context,
@@ -62,11 +91,27 @@ def create_app(settings: Settings | None = None, *, pages: WebPages | None = Non
         allowed_origins=settings.cors_origins,
         persisted_queries=PersistedQueries(settings.persisted_queries_max_bytes),
     )
-    return Starlette(
-        routes=[Route("/graphql", graphql), WebSocketRoute("/graphql", graphql), *pages.routes()],
-        middleware=[cors_middleware(settings.cors_origins)],
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics.metrics_endpoint),
+            *pages.routes(),
+        ],
+        # Outermost first: every response, CORS preflights included, gets its request id.
+        middleware=[
+            Middleware(AccessMiddleware, log_requests=settings.request_log),
+            cors_middleware(settings.cors_origins),
+        ],
         lifespan=lifespan,
     )
+    if settings.tracing:
+        from graph.tracing import instrument_app
+
+        instrument_app(app)
+    return app
 
 
 def cors_middleware(origins: Sequence[str]) -> Middleware:

@@ -1,4 +1,8 @@
-"""The ``ordergraph`` command: serve, migrate, rebuild, export-schema."""
+"""The ``ordergraph`` command: serve, project, migrate, rebuild, export-schema, subscribe.
+
+Imports here are the standard library and our settings only; each command imports what it
+needs when it runs, so ``ordergraph --help`` answers at once. Exit codes: see graph/startup.py.
+"""
 
 from __future__ import annotations
 
@@ -6,51 +10,45 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import json
 import logging
 import signal
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from domain.db import create_engine
-from graph.settings import Settings
-from migrations import upgrade_to_head
-from readmodels.notifier import InProcessNotifier
-from readmodels.rebuild import rebuild
-from readmodels.registry import PROJECTION_NAMES, all_projections
+from graph import settings as parse
+from graph.settings import InvalidSettings, Settings
+from graph.startup import (
+    DATABASE_NOT_READY,
+    INTERRUPTED,
+    OK,
+    SUBSCRIPTION_FAILED,
+    USAGE,
+    StartupError,
+    check_connection,
+    check_database,
+    connect_args,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+# Mirrors readmodels.registry.PROJECTION_NAMES (a test checks), which --help must not import.
+PROJECTION_NAMES = ("order_views", "customer_summaries", "daily_sales")
+
+log = logging.getLogger("ordergraph")
 
 
-def _serve(settings: Settings) -> None:
-    import uvicorn
+def _engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
+    from domain.db import create_engine
 
-    from graph.app import create_app
-
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    app = create_app(settings)
-    # The cyclic GC's pauses are tail latency. Start-up objects live for the whole process:
-    # freeze them out of the collector's scans. Then keep every collection small: young
-    # collections every 5,000 allocations (at 50,000 some took 25-47 ms, whatever 16 requests
-    # and a projector batch held at that moment; now at most about 1.5 ms), the middle
-    # generation every 20 of those (about 12 ms at most), and a full collection every 100 of
-    # those, about every 10 million allocations: often enough that garbage cycles promoted
-    # by requests in flight do not pile up (with 1,000 here the server grew by 1 MiB/s under
-    # load), rarely enough that its ~50 ms pause stays out of the p99. Measured with
-    # gc.callbacks and wrk placeOrder at 16 connections: memory levels off at ~107 MiB.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(5_000, 20, 100)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,  # a log line per request costs more than the request
-        loop="auto",  # uvloop and httptools when installed (uvicorn[standard])
-        http="auto",
+    return create_engine(
+        settings.database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        connect_args=connect_args(settings),
+        **kwargs,
     )
 
 
@@ -59,20 +57,30 @@ async def _project(settings: Settings) -> None:
     with RUN_PROJECTOR=false."""
     from graph.wiring import running_core
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    engine = _engine(settings)
+    try:
+        await check_database(engine, settings, migrate=settings.is_sqlite)
+    finally:
+        await engine.dispose()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with running_core(settings, projector=True):
-        logging.getLogger("ordergraph").info("projector running")
+        log.info("projector running")
         await stop.wait()
 
 
-async def _migrate(settings: Settings) -> None:
-    engine = create_engine(settings.database_url)
+async def _migrate(settings: Settings, force: bool) -> None:
+    from migrations import NotOurDatabase, refuse_foreign, upgrade_to_head
+
+    engine = _engine(settings)
     try:
+        await check_connection(engine, settings)
+        try:
+            if not force:
+                await refuse_foreign(engine)
+        except NotOurDatabase as error:
+            message = f"{error} (--force migrates it anyway)"
+            raise StartupError(message, DATABASE_NOT_READY) from None
         await upgrade_to_head(engine)
     finally:
         await engine.dispose()
@@ -96,9 +104,13 @@ class _ProgressBar:
 
 
 async def _rebuild(settings: Settings, names: Sequence[str], batch_size: int) -> None:
-    engine = create_engine(settings.database_url)
+    from readmodels.notifier import InProcessNotifier
+    from readmodels.rebuild import rebuild
+    from readmodels.registry import all_projections
+
+    engine = _engine(settings)
     try:
-        await upgrade_to_head(engine)
+        await check_database(engine, settings, migrate=settings.is_sqlite)
         chosen = [p for p in all_projections() if p.name in names]
         bar = _ProgressBar(", ".join(names))
         replayed = await rebuild(
@@ -114,54 +126,137 @@ async def _rebuild(settings: Settings, names: Sequence[str], batch_size: int) ->
         await engine.dispose()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    settings = Settings.from_env()
-    parser = argparse.ArgumentParser(prog="ordergraph", description=__doc__)
-    parser.add_argument(
-        "--database-url", default=settings.database_url, help="default: $DATABASE_URL"
+async def _record_interrupted_rebuild(settings: Settings, names: Sequence[str]) -> str:
+    from readmodels.rebuild import mark_interrupted
+
+    engine = _engine(settings)
+    try:
+        reached = await mark_interrupted(engine, names)
+    finally:
+        await engine.dispose()
+    at = ", ".join(f"{name} at {position}" for name, position in sorted(reached.items()))
+    return (
+        f"rebuild interrupted ({at}); the projections say 'rebuilding' until the projector "
+        "(ordergraph serve or project) has caught them up; run rebuild again to start over"
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ordergraph",
+        description=__doc__.split("\n", 1)[0],
+        epilog="Settings come from the environment (see the README). Exit codes: 0 done, "
+        "1 internal error, 2 wrong argument or setting, 3 database unreachable, 4 database "
+        "not ready (schema, foreign tables), 5 subscription failed, 130 interrupted.",
+    )
+    parser.add_argument("--database-url", type=parse.database_url, help="default: $DATABASE_URL")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the GraphQL server under uvicorn")
-    serve.add_argument("--host", default=settings.host)
-    serve.add_argument("--port", type=int, default=settings.port)
-    sub.add_parser("migrate", help="create or upgrade the database schema")
+    serve.add_argument("--host", type=parse.host, help="default: $HOST or 127.0.0.1")
+    serve.add_argument("--port", type=parse.integer(1, 65535), help="default: $PORT or 8000")
+    serve.add_argument(
+        "--workers",
+        type=parse.integer(1, 64),
+        help="worker processes (PostgreSQL only); default: $WORKERS or 1",
+    )
+    migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.add_argument(
+        "--force", action="store_true", help="migrate even a database holding foreign tables"
+    )
     sub.add_parser("project", help="run only the projector (beside API replicas)")
     watch = sub.add_parser("subscribe", help="print a subscription's events from a server")
     watch.add_argument("query", help="the GraphQL subscription document")
-    watch.add_argument("--url", default=f"ws://{settings.host}:{settings.port}/graphql")
+    watch.add_argument("--url", help="default: ws://$HOST:$PORT/graphql")
     watch.add_argument("--variables", default="{}", help="JSON object")
     sub.add_parser("export-schema", help="print the GraphQL SDL (what schema.graphql holds)")
     rebuild_parser = sub.add_parser("rebuild", help="replay projections from the first event")
     known = ", ".join(PROJECTION_NAMES)
     rebuild_parser.add_argument("names", nargs="*", metavar="NAME", help=known)
     rebuild_parser.add_argument("--all", action="store_true", help="every projection")
-    rebuild_parser.add_argument("--batch-size", type=int, default=5000)
+    rebuild_parser.add_argument("--batch-size", type=parse.integer(1, 100_000), default=5000)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    overrides = {
+        "database_url": args.database_url,
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "workers": getattr(args, "workers", None),
+    }
+    return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    settings = dataclasses.replace(settings, database_url=args.database_url)
-    if args.command == "serve":
-        _serve(dataclasses.replace(settings, host=args.host, port=args.port))
-    elif args.command == "export-schema":
+    if args.command == "export-schema":
         from graph.schema import export_sdl
 
         sys.stdout.write(export_sdl())
-    elif args.command == "subscribe":
+        return OK
+    try:
+        settings = _settings(args)
+    except InvalidSettings as error:
+        for problem in error.problems:
+            print(f"ordergraph: {problem}", file=sys.stderr)
+        return USAGE
+    try:
+        return _run(parser, args, settings)
+    except StartupError as error:
+        print(f"ordergraph: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return INTERRUPTED
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "serve":
+        from graph.server import serve
+
+        return serve(settings)
+    if args.command == "subscribe":
         from graph.watch import subscribe
 
+        url = args.url or f"ws://{settings.host}:{settings.port}/graphql"
+        try:
+            variables = json.loads(args.variables)
+        except json.JSONDecodeError as error:
+            parser.error(f"--variables is not JSON: {error}")
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(subscribe(args.url, args.query, json.loads(args.variables)))
-    elif args.command == "project":
+            ok = asyncio.run(subscribe(url, args.query, variables))
+            return OK if ok else SUBSCRIPTION_FAILED
+        return INTERRUPTED
+    from graph.logs import configure_logging
+
+    configure_logging(settings)
+    if args.command == "project":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_project(settings))
-    elif args.command == "migrate":
-        asyncio.run(_migrate(settings))
-        print(f"migrated {settings.database_url}")
-    elif args.command == "rebuild":
-        names = list(PROJECTION_NAMES) if args.all else args.names
-        unknown = sorted(set(names) - set(PROJECTION_NAMES))
-        if unknown or not names:
-            parser.error(f"name projections ({', '.join(PROJECTION_NAMES)}) or pass --all")
+        return OK
+    if args.command == "migrate":
+        asyncio.run(_migrate(settings, args.force))
+        print(f"migrated {_where(settings)}")
+        return OK
+    names = list(PROJECTION_NAMES) if args.all else args.names
+    unknown = sorted(set(names) - set(PROJECTION_NAMES))
+    if unknown or not names:
+        parser.error(f"name projections ({', '.join(PROJECTION_NAMES)}) or pass --all")
+    try:
         asyncio.run(_rebuild(settings, names, args.batch_size))
-    return 0
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        note = asyncio.run(_record_interrupted_rebuild(settings, names))
+        print(f"ordergraph: {note}", file=sys.stderr)
+        return INTERRUPTED
+    return OK
+
+
+def _where(settings: Settings) -> str:
+    from graph.startup import where
+
+    return where(settings.database_url)
 
 
 if __name__ == "__main__":

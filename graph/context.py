@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.bus import CommandBus
+from graph.access import RequestInfo
 from readmodels.notifier import Notifier
 from readmodels.queries import ReadModelQueries
 from readmodels.waiting import CheckpointWaiter
@@ -28,3 +29,5 @@ class Context:
     # Fields answered before their projection reached the requested position; reported in
     # the response's "extensions" (see graph/staleness.py).
     stale: list[dict[str, Any]] = field(default_factory=list)
+    # The request's id, operation and outcome for its log line and metrics (graph/access.py).
+    request: RequestInfo | None = None

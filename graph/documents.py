@@ -17,7 +17,14 @@ import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from graphql import ASTValidationRule, DocumentNode, GraphQLError, parse
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    parse,
+)
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
@@ -28,6 +35,29 @@ MAX_DOCUMENTS = 128  # distinct query texts kept (strawberry's caches kept as ma
 class _Document:
     node: DocumentNode
     errors: list[GraphQLError] | None = field(default=None)  # None until validated once
+    # The metrics and log label of each operation in it, by operation name (see operation_label)
+    labels: dict[str | None, str] = field(default_factory=dict)
+
+
+MAX_LABELLED_FIELDS = 3  # more root fields than this are labelled "multiple": bounded labels
+
+
+def operation_label(document: DocumentNode, operation_name: str | None) -> str:
+    """The root field names of the operation that runs ("order,customer"), for metrics and
+    logs. Field names come from the schema (the document is valid), never from clients'
+    operation names or aliases, so the label's values stay few."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    chosen = next(
+        (o for o in operations if operation_name in (None, o.name and o.name.value)), None
+    )
+    if chosen is None:
+        return "-"
+    names = sorted(
+        {s.name.value for s in chosen.selection_set.selections if isinstance(s, FieldNode)}
+    )
+    if not names:
+        return "-"
+    return ",".join(names) if len(names) <= MAX_LABELLED_FIELDS else "multiple"
 
 
 def cached_documents(
@@ -70,6 +100,13 @@ def cached_documents(
                         (*context.validation_rules, *limits),
                     )
                 context.pre_execution_errors = list(cached.errors)
+                request = getattr(context.context, "request", None)
+                if request is not None and not cached.errors:
+                    name = context.operation_name
+                    label = cached.labels.get(name)
+                    if label is None:
+                        label = cached.labels[name] = operation_label(cached.node, name)
+                    request.operation = label
             yield
 
     return CachedDocuments

@@ -38,6 +38,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
+from graph.access import current_request
 from graph.documents import cached_documents
 from graph.persisted_queries import PersistedQueries, PersistedQueryError
 
@@ -218,10 +219,15 @@ class GraphQLApp(GraphQL[object, None]):
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         processed = await super().process_result(request, result)
+        info = current_request.get()
         if is_request_error(result):
             # The GraphQL spec: an error raised before execution leaves no "data" entry.
             processed.pop("data", None)
             setattr(request.state, _REQUEST_ERROR, True)
+            if info is not None:
+                info.outcome = "invalid"
+        elif info is not None:
+            info.outcome = "error" if result.errors else (info.outcome or "ok")
         return processed
 
 

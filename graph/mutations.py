@@ -13,7 +13,7 @@ import strawberry
 
 from domain import errors
 from domain.commands import Command
-from graph import inputs
+from graph import inputs, metrics
 from graph.context import Context
 from graph.types import (
     CancelOrderResult,
@@ -32,8 +32,28 @@ from graph.types import (
 
 I = TypeVar("I")  # noqa: E741
 
+# The command each input builder makes: the "command" label of the commands metric.
+_command_names: dict[object, str] = {
+    inputs.place_order: "PlaceOrder",
+    inputs.change_shipping_address: "ChangeShippingAddress",
+    inputs.pay_order: "PayOrder",
+    inputs.ship_order: "ShipOrder",
+    inputs.cancel_order: "CancelOrder",
+}
+
 
 async def dispatch(
+    info: strawberry.Info[Context, None], build: Callable[[I], Command], data: I
+) -> Outcome:
+    outcome = await _dispatch(info, build, data)
+    name = type(outcome).__name__
+    metrics.COMMANDS.labels(_command_names.get(build, "-"), name).inc()
+    if info.context.request is not None:
+        info.context.request.outcome = name
+    return outcome
+
+
+async def _dispatch(
     info: strawberry.Info[Context, None], build: Callable[[I], Command], data: I
 ) -> Outcome:
     try:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -90,10 +90,17 @@ class PostgresNotifier:
         self._supervisor: asyncio.Task[None] | None = None
         self._generation = 0
         self._generation_changed = asyncio.Condition()
+        self.on_reconnect: Callable[[], None] | None = None  # after each re-established LISTEN
 
     @property
     def subscriber_count(self) -> int:
         return self._local.subscriber_count
+
+    @property
+    def connected(self) -> bool:
+        """Holding a LISTEN connection now (readiness)."""
+        listener = self._listener
+        return listener is not None and not listener.is_closed() and not self._lost.is_set()
 
     @property
     def listen_generation(self) -> int:
@@ -241,4 +248,6 @@ class PostgresNotifier:
             # NOTIFYs sent while we were away are gone and are not replayed: subscribers wait
             # on positions, and whoever waits re-reads the checkpoints, so nothing stale is sent.
             logger.info("LISTEN on %s re-established", self.channel)
+            if self.on_reconnect is not None:
+                self.on_reconnect()
             return

@@ -8,6 +8,7 @@ A wrong argument is a GraphQLError (shown to the client); anything else raised i
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import date as Date
 from typing import Annotated
@@ -15,6 +16,7 @@ from typing import Annotated
 import strawberry
 from graphql import GraphQLError
 
+from graph import metrics
 from graph.context import Context
 from graph.types import (
     CustomerConnection,
@@ -39,7 +41,14 @@ async def reached(info: Info, at_least: int | None, projections: Sequence[str]) 
     if at_least is None:
         return
     services = info.context.services
-    if await services.waiter.wait_for(at_least, projections, within=services.read_wait_seconds):
+    started = time.perf_counter()
+    with metrics.READ_WAITERS.track_inprogress():
+        done = await services.waiter.wait_for(
+            at_least, projections, within=services.read_wait_seconds
+        )
+    metrics.READ_WAITS.labels("reached" if done else "timeout").inc()
+    metrics.READ_WAIT_SECONDS.observe(time.perf_counter() - started)
+    if done:
         return
     positions = await services.waiter.positions(projections)
     info.context.stale.append(

@@ -31,8 +31,13 @@ class Schema(strawberry.Schema):
 
 
 def build_schema(
-    *, max_depth: int = 12, max_aliases: int = 30, max_tokens: int = 2000
+    *, max_depth: int = 12, max_aliases: int = 30, max_tokens: int = 2000, tracing: bool = False
 ) -> strawberry.Schema:
+    traced = []
+    if tracing:
+        from graph.tracing import schema_extensions as tracing_extensions
+
+        traced = tracing_extensions()
     return Schema(
         query=Query,
         mutation=Mutation,
@@ -41,6 +46,7 @@ def build_schema(
         extensions=[
             *schema_extensions(max_depth=max_depth, max_aliases=max_aliases, max_tokens=max_tokens),
             StaleFields,
+            *traced,
         ],
     )
 

@@ -1,32 +1,129 @@
-"""Settings, read from the environment once at start-up (see the README's table)."""
+"""Settings, read from the environment once at start-up (see the README's table).
+
+Every setting is one ``Var`` line in ``VARIABLES``: the environment variable, the field of
+``Settings`` it fills, and a parser that turns the text into a value or raises ``ValueError``
+saying what is accepted. ``Settings.from_env`` checks them all and raises ``InvalidSettings``
+with one line per wrong value, so an operator fixes every mistake in one go.
+
+Standard library only: ``ordergraph --help`` imports this module and must stay fast.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
-
-from strawberry.http.websocket_origin import normalize_origin
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///ordergraph.db"
 
-
-def _flag(value: str) -> bool:
-    return value.strip().lower() in ("1", "true", "yes", "on")
+Parser = Callable[[str], Any]
 
 
-def _origins(value: str) -> tuple[str, ...]:
+class InvalidSettings(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# Parsers: each returns the value or raises ValueError("<what is accepted>").
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"expected one of {', '.join(_TRUE + _FALSE)}")
+
+
+def integer(low: int, high: int) -> Parser:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ValueError(f"expected a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def seconds(low: float, high: float) -> Parser:
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(f"expected a number of seconds from {low:g} to {high:g}") from None
+        if not low <= value <= high:  # also refuses nan
+            raise ValueError(f"expected a number of seconds from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def choice(*accepted: str, lower: bool = True) -> Parser:
+    def parse(text: str) -> str:
+        value = text.strip().lower() if lower else text.strip().upper()
+        if value not in accepted:
+            raise ValueError(f"expected one of {', '.join(accepted)}")
+        return value
+
+    return parse
+
+
+def host(text: str) -> str:
+    value = text.strip()
+    if not value or any(c.isspace() or c in "/@?#" for c in value):
+        raise ValueError("expected a host name or IP address, such as 127.0.0.1 or 0.0.0.0")
+    return value
+
+
+def database_url(text: str) -> str:
+    """sqlite:///path or postgresql://user@host:port/database (checked without importing
+    SQLAlchemy, which --help must not pay for)."""
+    value = text.strip()
+    accepted = "expected sqlite:///path/to/file.db or postgresql://user@host:port/database"
+    scheme, sep, rest = value.partition("://")
+    driver = scheme.split("+", 1)[0].lower()
+    if not sep or driver not in ("sqlite", "postgresql", "postgres"):
+        raise ValueError(accepted)
+    if driver == "sqlite":
+        if not rest.startswith("/") or rest == "/":
+            raise ValueError(accepted)
+        return value
+    try:
+        parsed = urllib.parse.urlsplit(value)
+        parsed.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ValueError(f"{accepted} (the port is not a number)") from None
+    if not parsed.hostname and "host=" not in parsed.query:
+        raise ValueError(f"{accepted} (no host)")
+    if not parsed.path.strip("/"):
+        raise ValueError(f"{accepted} (no database name)")
+    return value
+
+
+def origins(value: str) -> tuple[str, ...]:
     """Exact origins, as browsers send them in ``Origin``: a wildcard would let any page act
     with a user's token, so it is refused rather than trusted."""
-    origins = tuple(part.strip() for part in value.split(",") if part.strip())
-    for origin in origins:
+    from strawberry.http.websocket_origin import normalize_origin  # only when CORS is set
+
+    found = tuple(part.strip() for part in value.split(",") if part.strip())
+    for origin in found:
         if "*" in origin or normalize_origin(origin) != origin:
             raise ValueError(
-                f"CORS_ORIGINS: {origin!r} is not an exact origin; give each as"
+                f"{origin!r} is not an exact origin; give each as"
                 " scheme://host[:port] in lower case, no path, no wildcard"
                 " (e.g. http://localhost:5173), separated by commas"
             )
-    return origins
+    return found
 
 
 @dataclass(frozen=True)
@@ -35,6 +132,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    # auto: human-readable on a terminal, JSON lines otherwise
+    log_format: str = "auto"
+    request_log: bool = True  # one line per HTTP request
     # Run the projector in this process. Several may run; they take turns per batch.
     run_projector: bool = True
     poll_interval: float = 1.0  # seconds between looks for other processes' appends
@@ -48,6 +148,11 @@ class Settings:
     # Pages on these origins may call the API over HTTP and WebSocket (CORS).
     cors_origins: tuple[str, ...] = ()
     persisted_queries_max_bytes: int = 4 * 1024 * 1024  # 0 turns persisted queries off
+    db_connect_timeout: float = 10.0
+    # /readyz: a projection behind the head whose position has not moved for this long
+    stall_seconds: float = 30.0
+    workers: int = 1
+    tracing: bool = False  # OpenTelemetry spans; needs the `otel` extra
 
     @property
     def is_sqlite(self) -> bool:
@@ -55,24 +160,53 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every variable in VARIABLES; raise InvalidSettings naming each wrong one."""
         env = os.environ if environ is None else environ
-        d = cls()
-        return cls(
-            database_url=env.get("DATABASE_URL", d.database_url),
-            host=env.get("HOST", d.host),
-            port=int(env.get("PORT", d.port)),
-            log_level=env.get("LOG_LEVEL", d.log_level),
-            run_projector=_flag(env.get("RUN_PROJECTOR", "true")),
-            poll_interval=float(env.get("POLL_INTERVAL", d.poll_interval)),
-            read_wait_seconds=float(env.get("READ_WAIT_SECONDS", d.read_wait_seconds)),
-            max_body_bytes=int(env.get("MAX_BODY_BYTES", d.max_body_bytes)),
-            max_depth=int(env.get("MAX_QUERY_DEPTH", d.max_depth)),
-            max_aliases=int(env.get("MAX_QUERY_ALIASES", d.max_aliases)),
-            max_tokens=int(env.get("MAX_QUERY_TOKENS", d.max_tokens)),
-            pool_size=int(env.get("DB_POOL_SIZE", d.pool_size)),
-            sqlite_synchronous=env.get("SQLITE_SYNCHRONOUS", d.sqlite_synchronous),
-            cors_origins=_origins(env.get("CORS_ORIGINS", "")),
-            persisted_queries_max_bytes=int(
-                env.get("PERSISTED_QUERIES_MAX_BYTES", d.persisted_queries_max_bytes)
-            ),
-        )
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for var in VARIABLES:
+            raw = env.get(var.name)
+            if raw is None:
+                continue
+            try:
+                values[var.field] = var.parse(raw)
+            except ValueError as error:
+                problems.append(f"{var.name}={raw!r}: {error}")
+        if problems:
+            raise InvalidSettings(problems)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str  # the environment variable
+    field: str  # the Settings field it fills
+    parse: Parser
+
+
+# One line per setting. Add the field to Settings, a line here, and a row to the README.
+VARIABLES: tuple[Var, ...] = (
+    Var("DATABASE_URL", "database_url", database_url),
+    Var("HOST", "host", host),
+    Var("PORT", "port", integer(1, 65535)),
+    Var("LOG_LEVEL", "log_level", choice("critical", "error", "warning", "info", "debug")),
+    Var("LOG_FORMAT", "log_format", choice("auto", "json", "text")),
+    Var("REQUEST_LOG", "request_log", flag),
+    Var("RUN_PROJECTOR", "run_projector", flag),
+    Var("POLL_INTERVAL", "poll_interval", seconds(0.01, 3600)),
+    Var("READ_WAIT_SECONDS", "read_wait_seconds", seconds(0, 300)),
+    Var("MAX_BODY_BYTES", "max_body_bytes", integer(1024, 64 * 1024 * 1024)),
+    Var("MAX_QUERY_DEPTH", "max_depth", integer(1, 100)),
+    Var("MAX_QUERY_ALIASES", "max_aliases", integer(1, 1000)),
+    Var("MAX_QUERY_TOKENS", "max_tokens", integer(10, 100_000)),
+    Var("DB_POOL_SIZE", "pool_size", integer(1, 1000)),
+    Var("SQLITE_SYNCHRONOUS", "sqlite_synchronous", choice("FULL", "NORMAL", lower=False)),
+    Var("CORS_ORIGINS", "cors_origins", origins),
+    Var("PERSISTED_QUERIES_MAX_BYTES", "persisted_queries_max_bytes", integer(0, 1024**3)),
+    Var("DB_CONNECT_TIMEOUT", "db_connect_timeout", seconds(0.1, 300)),
+    Var("STALL_SECONDS", "stall_seconds", seconds(0.1, 86_400)),
+    Var("WORKERS", "workers", integer(1, 64)),
+    Var("TRACING", "tracing", flag),
+)
+
+assert {v.field for v in VARIABLES} <= {f.name for f in fields(Settings)}

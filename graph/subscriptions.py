@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, Sequence
 import strawberry
 from graphql import GraphQLError
 
+from graph import metrics
 from graph.context import Context
 from graph.types import CaughtUp, Order, Position, ProjectionStatus, ProjectionUpdate
 from readmodels.registry import PROJECTION_NAMES
@@ -33,12 +34,13 @@ class Subscription:
         self, info: Info, projections: list[str] | None = None
     ) -> AsyncGenerator[ProjectionUpdate, None]:
         names = set(_names(projections))
-        async with info.context.services.notifier.subscribe() as updates:
-            async for update in updates:
-                if update.projection in names:
-                    yield ProjectionUpdate(
-                        projection=update.projection, position=Position(update.position)
-                    )
+        with metrics.OPEN_SUBSCRIPTIONS.track_inprogress():
+            async with info.context.services.notifier.subscribe() as updates:
+                async for update in updates:
+                    if update.projection in names:
+                        yield ProjectionUpdate(
+                            projection=update.projection, position=Position(update.position)
+                        )
 
     @strawberry.subscription(
         description="One event when every named projection (default: all) has reached the "
@@ -52,7 +54,8 @@ class Subscription:
     ) -> AsyncGenerator[CaughtUp, None]:
         names = _names(projections)
         services = info.context.services
-        await services.waiter.wait_for(position, names, within=None)
+        with metrics.OPEN_SUBSCRIPTIONS.track_inprogress():
+            await services.waiter.wait_for(position, names, within=None)
         statuses = await services.queries.projection_statuses(names)
         yield CaughtUp(position=position, projections=[ProjectionStatus.of(s) for s in statuses])
 
@@ -62,15 +65,16 @@ class Subscription:
     async def order_changed(self, info: Info, id: strawberry.ID) -> AsyncGenerator[Order, None]:
         services = info.context.services
         seen = 0
-        async with services.notifier.subscribe() as updates:
-            view = await services.queries.order(str(id))
-            if view is not None:
-                seen = view.last_position
-                yield Order.of(view)
-            async for update in updates:
-                if update.projection != "order_views" or update.position <= seen:
-                    continue
+        with metrics.OPEN_SUBSCRIPTIONS.track_inprogress():
+            async with services.notifier.subscribe() as updates:
                 view = await services.queries.order(str(id))
-                if view is not None and view.last_position > seen:
+                if view is not None:
                     seen = view.last_position
                     yield Order.of(view)
+                async for update in updates:
+                    if update.projection != "order_views" or update.position <= seen:
+                        continue
+                    view = await services.queries.order(str(id))
+                    if view is not None and view.last_position > seen:
+                        seen = view.last_position
+                        yield Order.of(view)

@@ -13,6 +13,7 @@ from domain.db import create_engine
 from domain.store import EventStore
 from graph.pg_notifier import PostgresNotifier
 from graph.settings import Settings
+from graph.startup import connect_args
 from migrations import require_head, upgrade_to_head
 from readmodels.notifier import AppendAnnouncer, InProcessNotifier, Notifier
 from readmodels.projector import Projector
@@ -34,6 +35,7 @@ async def running_core(settings: Settings, *, projector: bool) -> AsyncIterator[
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
         sqlite_synchronous=settings.sqlite_synchronous,
+        connect_args=connect_args(settings),
     )
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
@@ -42,6 +44,11 @@ async def running_core(settings: Settings, *, projector: bool) -> AsyncIterator[
         else:
             await require_head(engine)  # production migrates deliberately
         store = EventStore(engine)
+        if settings.tracing:
+            from graph.tracing import TracedEventStore, instrument_engine
+
+            instrument_engine(engine)
+            store = TracedEventStore(engine)
         notifier: Notifier
         if settings.is_sqlite:
             notifier = InProcessNotifier()  # one process: nothing to cross

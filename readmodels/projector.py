@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -35,6 +36,9 @@ from readmodels.tables import checkpoints
 log = logging.getLogger("ordergraph.projector")
 
 LIVE, FAILED, REBUILDING = "live", "failed", "rebuilding"
+
+# Called after each committed pass: (projections advanced, events applied, seconds taken).
+PassObserver = Callable[[Sequence[str], int, float], None]
 
 
 class ProjectionFailed(Exception):
@@ -72,6 +76,7 @@ class Projector:
         self._wake = asyncio.Event()
         self._contended = False
         self._tasks: list[asyncio.Task[None]] = []
+        self.pass_observers: list[PassObserver] = []
 
     def wake(self, _position: int = 0) -> None:
         """New events were appended (hook for EventStore.on_append): look now, not at the
@@ -150,8 +155,10 @@ class Projector:
         once); raises if any of them fails, and then nothing of the batch is kept."""
         if not projections:
             return 0
+        started = time.perf_counter()
         async with write_transaction(self._engine) as conn:
-            positions = await _lock_checkpoints(conn, [p.name for p in projections])
+            locked = await _lock_checkpoints(conn, [p.name for p in projections])
+            positions = {name: position for name, (position, _) in locked.items()}
             # Another instance holds some of them mid-pass: it may have read its batch before
             # our latest append committed, so look again soon rather than at the next poll.
             self._contended = len(positions) < len(projections)
@@ -159,6 +166,7 @@ class Projector:
                 return 0
             recorded = await read_after(conn, min(positions.values()), batch_size)
             if not recorded:
+                await _finish_rebuilds(conn, locked)
                 return 0
             batch = _decoded(recorded)
             last = recorded[-1].position
@@ -169,10 +177,16 @@ class Projector:
                     continue
                 await projection.apply(conn, [e for e in batch if e.position > at])
                 advanced.append(projection.name)
-            await _save_checkpoint(conn, advanced, last, LIVE)
+            await _save_checkpoint(conn, advanced, last, at_head=len(recorded) < batch_size)
         if advanced:
+            self._observe(advanced, len(recorded), started)
             await self._notifier.publish_many([ProjectionUpdate(n, last) for n in advanced])
         return len(recorded)
+
+    def _observe(self, names: Sequence[str], applied: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        for observer in self.pass_observers:
+            observer(names, applied, elapsed)
 
     async def advance(self, projection: Projection, batch_size: int) -> int:
         """Apply the next batch; 0 when there is nothing to do (or another instance holds
@@ -195,19 +209,25 @@ class Projector:
         return applied
 
     async def _step(self, projection: Projection, limit: int) -> int:
+        started = time.perf_counter()
         async with write_transaction(self._engine) as conn:
-            checkpoint = (await _lock_checkpoints(conn, [projection.name])).get(projection.name)
-            if checkpoint is None:
+            locked = await _lock_checkpoints(conn, [projection.name])
+            if projection.name not in locked:
                 return 0
+            checkpoint, _ = locked[projection.name]
             recorded = await read_after(conn, checkpoint, limit)
             if not recorded:
+                await _finish_rebuilds(conn, locked)
                 return 0
             try:
                 await projection.apply(conn, _decoded(recorded))
             except Exception as error:
                 raise _BatchFailed(recorded[0].position, error) from error
             position = recorded[-1].position
-            await _save_checkpoint(conn, [projection.name], position, LIVE)
+            # One event at a time (isolating a culprit) says nothing about the head.
+            at_head = limit > 1 and len(recorded) < limit
+            await _save_checkpoint(conn, [projection.name], position, at_head=at_head)
+        self._observe([projection.name], len(recorded), started)
         await self._notifier.publish(ProjectionUpdate(projection.name, position))
         return len(recorded)
 
@@ -254,29 +274,45 @@ def _decoded(recorded: Sequence[RecordedEvent]) -> list[Envelope]:
     ]
 
 
-async def _lock_checkpoints(conn: AsyncConnection, names: list[str]) -> dict[str, int]:
-    """Positions of the named checkpoints this transaction could lock; another projector
-    instance holding one means that projection is skipped this time."""
+async def _lock_checkpoints(conn: AsyncConnection, names: list[str]) -> dict[str, tuple[int, str]]:
+    """Position and state of the named checkpoints this transaction could lock; another
+    projector instance holding one means that projection is skipped this time."""
     query = (
-        sa.select(checkpoints.c.name, checkpoints.c.position)
+        sa.select(checkpoints.c.name, checkpoints.c.position, checkpoints.c.state)
         .where(checkpoints.c.name.in_(names))
         .with_for_update(skip_locked=True)
     )
-    return {row.name: row.position for row in await conn.execute(query)}
+    return {row.name: (row.position, row.state) for row in await conn.execute(query)}
+
+
+async def _finish_rebuilds(conn: AsyncConnection, locked: dict[str, tuple[int, str]]) -> None:
+    """Nothing left to read: a projection still marked rebuilding has caught up (its rebuild
+    was interrupted and whoever projects it now finished the replay)."""
+    done = [name for name, (_, state) in locked.items() if state == REBUILDING]
+    if done:
+        await conn.execute(
+            checkpoints.update()
+            .where(checkpoints.c.name.in_(done))
+            .values(state=LIVE, error=None, updated_at=datetime.now(UTC))
+        )
 
 
 async def _save_checkpoint(
-    conn: AsyncConnection, names: Sequence[str], position: int, state: str
+    conn: AsyncConnection, names: Sequence[str], position: int, *, at_head: bool
 ) -> None:
     if not names:
         return
+    # A rebuild (running, or interrupted and resumed by whoever projects now) stays
+    # "rebuilding" until a batch reaches the head; anything else is live again.
+    state: sa.ColumnElement[str] | str = (
+        LIVE if at_head else sa.case((checkpoints.c.state == REBUILDING, REBUILDING), else_=LIVE)
+    )
     await conn.execute(
         checkpoints.update()
         .where(checkpoints.c.name.in_(names))
         .values(
             position=position,
-            # a rebuild stays "rebuilding" until it has caught up; anything else is live again
-            state=sa.case((checkpoints.c.state == REBUILDING, REBUILDING), else_=state),
+            state=state,
             error=None,
             error_position=None,
             updated_at=datetime.now(UTC),

@@ -2,7 +2,12 @@
 to 0, replay everything in large batches. State is "rebuilding" until they have caught up.
 
 A failing projection makes the rebuild fail (ProjectionFailed is not raised here: the batch's
-error propagates), leaving state "rebuilding" so that nobody mistakes it for complete."""
+error propagates), leaving state "rebuilding" so that nobody mistakes it for complete.
+
+An interrupted rebuild (Ctrl-C, kill -9) leaves state "rebuilding" at the position it reached,
+with the tables holding exactly what that checkpoint says: consistent, only behind. Whoever
+projects next carries on from there (the projector of `serve` or `project`), and the state turns
+"live" once a batch reaches the head; a new ``rebuild`` starts over instead."""
 
 from __future__ import annotations
 
@@ -52,6 +57,25 @@ async def rebuild(
     async with write_transaction(engine) as conn:
         await _set(conn, names, state=LIVE)
     return replayed
+
+
+INTERRUPTED_NOTE = "rebuild interrupted; the projector resumes it from this position"
+
+
+async def mark_interrupted(engine: AsyncEngine, names: Sequence[str]) -> dict[str, int]:
+    """Say so on the checkpoints of an interrupted rebuild; returns where each one stopped."""
+    async with write_transaction(engine) as conn:
+        await conn.execute(
+            checkpoints.update()
+            .where(checkpoints.c.name.in_(names), checkpoints.c.state == REBUILDING)
+            .values(error=INTERRUPTED_NOTE, updated_at=datetime.now(UTC))
+        )
+        rows = await conn.execute(
+            sa.select(checkpoints.c.name, checkpoints.c.position).where(
+                checkpoints.c.name.in_(names)
+            )
+        )
+        return {row.name: row.position for row in rows}
 
 
 async def _set(conn: AsyncConnection, names: Sequence[str], **values: object) -> None:

@@ -1,0 +1,158 @@
+"""``/healthz`` (the process answers) and ``/readyz`` (it can serve), with JSON saying which
+check failed.
+
+Readiness checks: the database answers; its schema is the revision this code was built for;
+the notifier holds its LISTEN connection (PostgreSQL); and, where this process runs a
+projector, no projection is failed or stalled. Stalled means behind the head with work that
+has waited longer than STALL_SECONDS and a checkpoint that has not moved for as long: a
+projection that lags but keeps moving is busy, not stuck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from domain.db import reader
+from domain.tables import events
+from readmodels.notifier import Notifier
+from readmodels.tables import checkpoints
+
+
+@dataclass(frozen=True)
+class Operations:
+    """What the operations endpoints need, built by the app's lifespan."""
+
+    engine: AsyncEngine
+    notifier: Notifier
+    schema_revision: str | None  # the revision this code expects
+    runs_projector: bool
+    stall_seconds: float
+    check_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionHealth:
+    name: str
+    position: int
+    head: int
+    lag: int  # events
+    lag_seconds: float  # age of the oldest event not yet projected
+    idle_seconds: float  # since the checkpoint last changed
+    state: str
+    error: str | None
+    stalled: bool
+
+
+_FIRST_AFTER = (
+    sa.select(events.c.recorded_at)
+    .where(events.c.position > sa.bindparam("after"))
+    .order_by(events.c.position)
+    .limit(1)
+)
+
+
+async def projection_health(
+    engine: AsyncEngine, stall_seconds: float, *, within: float, now: datetime | None = None
+) -> tuple[int, list[ProjectionHealth]]:
+    """The head and each projection's health, in a few indexed reads."""
+    now = now or datetime.now(UTC)
+    async with asyncio.timeout(within), reader(engine).connect() as conn:
+        head = int(await conn.scalar(sa.select(sa.func.max(events.c.position))) or 0)
+        rows = (await conn.execute(sa.select(checkpoints).order_by(checkpoints.c.name))).all()
+        found = []
+        for row in rows:
+            lag_seconds = 0.0
+            if row.position < head:
+                oldest = await conn.scalar(_FIRST_AFTER, {"after": row.position})
+                if oldest is not None:
+                    lag_seconds = max((now - oldest).total_seconds(), 0.0)
+            idle = max((now - row.updated_at).total_seconds(), 0.0)
+            stalled = row.position < head and min(lag_seconds, idle) > stall_seconds
+            found.append(
+                ProjectionHealth(
+                    row.name,
+                    row.position,
+                    head,
+                    max(head - row.position, 0),
+                    round(lag_seconds, 3),
+                    round(idle, 3),
+                    row.state,
+                    row.error,
+                    stalled,
+                )
+            )
+    return head, found
+
+
+async def _database(ops: Operations) -> dict[str, Any]:
+    async with asyncio.timeout(ops.check_timeout), reader(ops.engine).connect() as conn:
+        await conn.exec_driver_sql("SELECT 1")
+    return {"ok": True}
+
+
+async def _schema(ops: Operations) -> dict[str, Any]:
+    async with asyncio.timeout(ops.check_timeout), reader(ops.engine).connect() as conn:
+        current = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
+    return {"ok": current == ops.schema_revision, "at": current, "expected": ops.schema_revision}
+
+
+async def _notifier(ops: Operations) -> dict[str, Any]:
+    return {"ok": bool(getattr(ops.notifier, "connected", True))}
+
+
+async def _projections(ops: Operations) -> dict[str, Any]:
+    if not ops.runs_projector:
+        return {"ok": True, "skipped": "no projector in this process (RUN_PROJECTOR=false)"}
+    head, found = await projection_health(ops.engine, ops.stall_seconds, within=ops.check_timeout)
+    stalled = [p.name for p in found if p.stalled]
+    failed = [p.name for p in found if p.state == "failed"]
+    return {
+        "ok": not stalled and not failed,
+        "head": head,
+        "stalled": stalled,
+        "failed": failed,
+        "stall_seconds": ops.stall_seconds,
+        "projections": {
+            p.name: {k: v for k, v in asdict(p).items() if k not in ("name", "head")} for p in found
+        },
+    }
+
+
+CHECKS = {
+    "database": _database,
+    "schema": _schema,
+    "notifier": _notifier,
+    "projections": _projections,
+}
+
+
+async def readiness(ops: Operations) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for name, check in CHECKS.items():
+        if name in ("schema", "projections") and not results["database"]["ok"]:
+            results[name] = {"ok": False, "error": "database unreachable"}
+            continue
+        try:
+            results[name] = await check(ops)
+        except Exception as error:  # each failure is an answer, not a crash of the probe
+            reason = "timed out" if isinstance(error, TimeoutError) else str(error).split("\n")[0]
+            results[name] = {"ok": False, "error": reason or type(error).__name__}
+    failed = [name for name, result in results.items() if not result["ok"]]
+    return {"status": "unready" if failed else "ready", "failed": failed, "checks": results}
+
+
+async def readyz(request: Request) -> JSONResponse:
+    answer = await readiness(request.app.state.operations)
+    return JSONResponse(answer, status_code=503 if answer["failed"] else 200)
+
+
+async def healthz(_request: Request) -> JSONResponse:
+    return JSONResponse({"status": "alive"})
