@@ -12,7 +12,9 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
-ADMIN_URL = os.environ.get("ORDERGRAPH_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+ADMIN_URL = os.environ.get(
+    "ORDERGRAPH_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 async def _admin(statement: str) -> None:

@@ -53,6 +53,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # which worker, with --workers
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD:

@@ -1,9 +1,12 @@
 """Fixtures that run every database test on SQLite and on PostgreSQL.
 
 PostgreSQL: one throwaway database per test session, created on the server named by
-ORDERGRAPH_TEST_POSTGRES (default: the local test server) and dropped at the end. Each test
-starts from empty tables. When the server is unreachable the PostgreSQL tests skip locally and
-fail under CI (CI=true), so CI can never go green without them.
+ORDERGRAPH_TEST_POSTGRES (default: the local server, user postgres) and dropped at the end.
+It is created from the database that URL names, or from the server's ``postgres`` maintenance
+database when that one does not exist, so a fresh server needs nothing made by hand; the user
+needs the CREATEDB privilege. Each test starts from empty tables. When no database can be
+made the PostgreSQL tests skip locally, saying why, and fail under CI (CI=true), so CI can
+never go green without them.
 """
 
 from __future__ import annotations
@@ -29,21 +32,33 @@ from readmodels.queries import ReadModelQueries
 from readmodels.registry import PROJECTION_NAMES, all_projections
 from readmodels.waiting import CheckpointWaiter
 
-ADMIN_URL = os.environ.get("ORDERGRAPH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+ADMIN_URL = os.environ.get(
+    "ORDERGRAPH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 BACKENDS = ["sqlite", "postgresql"]
 
 
-async def _admin(statement: str) -> None:
-    conn = await asyncpg.connect(ADMIN_URL, timeout=5)
+async def admin_connect(url: str) -> asyncpg.Connection:
+    """A connection for CREATE/DROP DATABASE: to the database ``url`` names, or to the
+    server's ``postgres`` maintenance database if that one does not exist (a fresh server)."""
+    try:
+        return await asyncpg.connect(url, timeout=5)
+    except asyncpg.InvalidCatalogNameError:
+        maintenance = make_url(url).set(database="postgres")
+        return await asyncpg.connect(maintenance.render_as_string(hide_password=False), timeout=5)
+
+
+async def _admin(statement: str, url: str = ADMIN_URL) -> None:
+    conn = await admin_connect(url)
     try:
         await conn.execute(statement)
     finally:
         await conn.close()
 
 
-async def _create_migrated_database(name: str) -> str:
-    await _admin(f'CREATE DATABASE "{name}"')
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+async def create_migrated_database(name: str, admin_url: str = ADMIN_URL) -> str:
+    await _admin(f'CREATE DATABASE "{name}"', admin_url)
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     engine = create_engine(url)
     try:
         await upgrade_to_head(engine)
@@ -56,14 +71,34 @@ async def _create_migrated_database(name: str) -> str:
 def postgres_url() -> Iterator[str]:
     name = f"ordergraph_test_{uuid.uuid4().hex[:12]}"
     try:
-        url = asyncio.run(_create_migrated_database(name))
-    except (OSError, asyncpg.PostgresError) as error:
-        message = f"PostgreSQL unreachable at {ADMIN_URL}: {error!r}"
+        url = asyncio.run(create_migrated_database(name))
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        message = test_database_problem(ADMIN_URL, error)
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     yield url
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_database_problem(url: str, error: BaseException) -> str:
+    """Why no test database could be made, as the skip (or CI failure) says it."""
+    server = make_url(url).set(database=None).render_as_string(hide_password=True)
+    if isinstance(error, OSError | TimeoutError):
+        cause = "no PostgreSQL server answers there"
+    elif isinstance(error, asyncpg.InsufficientPrivilegeError):
+        cause = "the user may not create databases (it needs CREATEDB)"
+    elif isinstance(
+        error, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError
+    ):
+        cause = "the server refused the user or password"
+    else:
+        cause = "creating or migrating the test database failed"
+    return (
+        f"PostgreSQL tests need a server where they can create a database: at {server} "
+        f"{cause} ({type(error).__name__}: {error}); set ORDERGRAPH_TEST_POSTGRES to "
+        "postgresql://user@host:port/db of another"
+    )
 
 
 @pytest.fixture(params=BACKENDS)
