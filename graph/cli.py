@@ -141,6 +141,18 @@ async def _record_interrupted_rebuild(settings: Settings, names: Sequence[str]) 
     )
 
 
+def _argument(parse_value: parse.Parser) -> parse.Parser:
+    """A settings parser as an argparse type: its message, not "invalid value"."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse_value(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
+
+    return convert
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ordergraph",
@@ -149,14 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
         "1 internal error, 2 wrong argument or setting, 3 database unreachable, 4 database "
         "not ready (schema, foreign tables), 5 subscription failed, 130 interrupted.",
     )
-    parser.add_argument("--database-url", type=parse.database_url, help="default: $DATABASE_URL")
+    parser.add_argument(
+        "--database-url", type=_argument(parse.database_url), help="default: $DATABASE_URL"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the GraphQL server under uvicorn")
-    serve.add_argument("--host", type=parse.host, help="default: $HOST or 127.0.0.1")
-    serve.add_argument("--port", type=parse.integer(1, 65535), help="default: $PORT or 8000")
+    serve.add_argument("--host", type=_argument(parse.host), help="default: $HOST or 127.0.0.1")
+    serve.add_argument(
+        "--port", type=_argument(parse.integer(1, 65535)), help="default: $PORT or 8000"
+    )
     serve.add_argument(
         "--workers",
-        type=parse.integer(1, 64),
+        type=_argument(parse.integer(1, 64)),
         help="worker processes (PostgreSQL only); default: $WORKERS or 1",
     )
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
@@ -173,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     known = ", ".join(PROJECTION_NAMES)
     rebuild_parser.add_argument("names", nargs="*", metavar="NAME", help=known)
     rebuild_parser.add_argument("--all", action="store_true", help="every projection")
-    rebuild_parser.add_argument("--batch-size", type=parse.integer(1, 100_000), default=5000)
+    rebuild_parser.add_argument(
+        "--batch-size", type=_argument(parse.integer(1, 100_000)), default=5000
+    )
     return parser
 
 

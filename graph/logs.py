@@ -104,3 +104,5 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # alembic announces its plugins and dialect at info on every check: noise at each start
+    logging.getLogger("alembic").setLevel(logging.WARNING)

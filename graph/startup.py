@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.parse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -48,7 +49,8 @@ def where(database_url: str) -> str:
 
 def describe_connection_error(database_url: str, error: BaseException, timeout: float) -> str:
     place = where(database_url)
-    cause = _root_cause(error)
+    chain = _causes(error)
+    cause = next((e for e in chain if isinstance(e, TimeoutError)), chain[-1])
     reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
     if isinstance(cause, TimeoutError):
         return (
@@ -72,14 +74,16 @@ def describe_connection_error(database_url: str, error: BaseException, timeout: 
     )
 
 
-def _root_cause(error: BaseException) -> BaseException:
-    # SQLAlchemy wraps the driver's error (``.orig``), which may wrap another (``__cause__``).
-    seen = error
-    while True:
-        inner = getattr(seen, "orig", None) or seen.__cause__
-        if inner is None or inner is seen:
-            return seen
-        seen = inner
+def _causes(error: BaseException) -> list[BaseException]:
+    # SQLAlchemy wraps the driver's error (``.orig``), which may wrap another (``__cause__``);
+    # a timeout's cause is the cancelled wait, which says nothing: stop there.
+    chain = [error]
+    while not isinstance(chain[-1], TimeoutError):
+        inner = getattr(chain[-1], "orig", None) or chain[-1].__cause__
+        if inner is None or inner in chain or isinstance(inner, asyncio.CancelledError):
+            break
+        chain.append(inner)
+    return chain
 
 
 def connect_args(settings: Settings) -> dict[str, object]:
@@ -94,6 +98,14 @@ async def check_connection(engine: AsyncEngine, settings: Settings) -> None:
     """Connect once, bounded; StartupError(DATABASE_UNREACHABLE) saying where and why not."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    if settings.is_sqlite:
+        path = Path(settings.database_url.partition("://")[2][1:])
+        if not path.parent.is_dir():
+            raise StartupError(
+                f"cannot open {where(settings.database_url)}: no directory {path.parent}; "
+                "check that its directory exists and is writable",
+                DATABASE_UNREACHABLE,
+            )
     try:
         async with asyncio.timeout(settings.db_connect_timeout + 1):
             async with engine.connect() as conn:
