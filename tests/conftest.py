@@ -73,7 +73,7 @@ def postgres_url() -> Iterator[str]:
     try:
         url = asyncio.run(create_migrated_database(name))
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-        message = test_database_problem(ADMIN_URL, error)
+        message = database_problem(ADMIN_URL, error)
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -81,9 +81,9 @@ def postgres_url() -> Iterator[str]:
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def test_database_problem(url: str, error: BaseException) -> str:
+def database_problem(url: str, error: BaseException) -> str:
     """Why no test database could be made, as the skip (or CI failure) says it."""
-    server = make_url(url).set(database=None).render_as_string(hide_password=True)
+    server = make_url(url).render_as_string(hide_password=True).rsplit("/", 1)[0]
     if isinstance(error, OSError | TimeoutError):
         cause = "no PostgreSQL server answers there"
     elif isinstance(error, asyncpg.InsufficientPrivilegeError):
