@@ -31,6 +31,7 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
     "asctime",
     "taskName",
+    "color_message",  # uvicorn's copy of the message with terminal colours
 }
 
 
@@ -101,8 +102,13 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # Our request line (graph/access.py) replaces uvicorn's access line, which knows neither
+    # the request id nor the operation; each worker process must be told again.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
     # alembic announces its plugins and dialect at info on every check: noise at each start
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -91,6 +91,7 @@ async def test_two_workers_serve_and_share_notifications(
         if line.startswith("{")
     ]
     requests = [line for line in lines if line["logger"] == "ordergraph.request"]
+    assert not [line for line in lines if line["logger"] == "uvicorn.access"]  # ours only
     placed_by = {line["pid"] for line in requests if line["operation"] == "placeOrder"}
     assert len(placed_by) == 2, "both workers served placeOrder"
     # one scrape adds up the workers
