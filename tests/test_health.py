@@ -187,3 +187,30 @@ async def test_a_projection_at_the_head_is_never_stalled(
     _, found = await projection_health(engine, stall_seconds=1, within=10)
     assert [p.stalled for p in found] == [False, False, False]
     assert [p.lag_seconds for p in found] == [0, 0, 0]
+
+
+async def test_a_dead_database_makes_the_server_unready_but_alive() -> None:
+    from domain.db import create_engine
+    from tests.conftest import create_migrated_database
+    from tests.ops import scrape, value
+    from tests.pg_server import own_server
+
+    with own_server() as pg:
+        url = await create_migrated_database("orders", f"{pg.url}/postgres")
+        engine = create_engine(url)
+        try:
+            async with running(engine, url, db_connect_timeout=2) as server:
+                code, _ = await _readyz(server)
+                assert code == 200
+                pg.stop()
+                code, body = await _readyz(server)
+                alive = await server.http.get("/healthz")
+                samples = await scrape(server.http)
+        finally:
+            await engine.dispose()
+    assert code == 503
+    assert body["failed"][:1] == ["database"]
+    assert set(body["failed"]) >= {"database", "schema", "projections"}
+    assert body["checks"]["schema"] == {"ok": False, "error": "database unreachable"}
+    assert alive.status_code == 200
+    assert value(samples, "ordergraph_database_up") == 0

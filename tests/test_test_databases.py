@@ -4,55 +4,21 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
 from tests.conftest import _admin, create_migrated_database, database_problem
+from tests.pg_server import own_server
 from tests.serving import free_port
-
-BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _as_postgres(*args: str) -> None:
-    command = [str(BIN / args[0]), *args[1:]]
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        command = ["runuser", "-u", "postgres", "--", *command]
-    subprocess.run(command, check=True, capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def fresh_server() -> Iterator[str]:
-    """A brand-new PostgreSQL server of our own, on its own port and socket directory."""
-    if not (BIN / "initdb").exists():
-        pytest.skip(f"no PostgreSQL 15 binaries in {BIN} to start a fresh server")
-    root = Path(tempfile.mkdtemp(prefix="ordergraph-fresh-pg-"))
-    data, sockets = root / "data", root / "sockets"
-    sockets.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(sockets, "postgres")
-    port = free_port()
-    try:
-        _as_postgres("initdb", "-D", str(data), "-U", "postgres", "--auth=trust")
-        with (data / "postgresql.conf").open("a") as conf:
-            conf.write(
-                f"listen_addresses = '127.0.0.1'\nport = {port}\n"
-                f"unix_socket_directories = '{sockets}'\nfsync = off\n"
-            )
-        _as_postgres("pg_ctl", "-D", str(data), "-w", "-l", str(root / "log"), "start")
-        try:
-            yield f"postgresql://postgres@127.0.0.1:{port}"
-        finally:
-            _as_postgres("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    """A brand-new PostgreSQL server of our own: nothing on it but ``postgres``."""
+    with own_server() as server:
+        yield server.url
 
 
 def test_a_fresh_server_gets_its_test_database_made(fresh_server: str) -> None:

@@ -121,3 +121,23 @@ async def test_sqlite_refuses_several_workers(tmp_path: Path) -> None:
         "DATABASE_URL=postgresql://..."
     )
     assert not (tmp_path / "x.db").exists()
+
+
+async def test_each_worker_gets_the_same_logging_and_gc_tuning(tmp_path: Path) -> None:
+    # What uvicorn calls in every worker process: graph.server:worker_app.
+    probe = (
+        "import gc, logging; from graph.server import worker_app; worker_app(); "
+        "root = logging.getLogger(); "
+        "print(gc.get_threshold(), gc.get_freeze_count() > 0, "
+        "type(root.handlers[0].formatter).__name__, "
+        "logging.getLogger('uvicorn.access').propagate)"
+    )
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        probe,
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}", "LOG_FORMAT": "json"},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(child.communicate(), 60)
+    assert out.decode().strip() == "(5000, 20, 100) True JsonFormatter False"
