@@ -126,3 +126,18 @@ async def test_an_interrupted_rebuild_says_so_and_the_projector_finishes_it(
     assert states == {name: ("live", orders, None) for name in PROJECTION_NAMES}
     async with engine.connect() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(order_views)) == orders
+
+
+async def test_a_rebuild_stopped_right_at_the_head_turns_live_on_the_next_pass(
+    engine: AsyncEngine, bus: CommandBus, projector: Projector
+) -> None:
+    for _ in range(3):
+        await bus.dispatch(place_order())
+    for name in PROJECTION_NAMES:
+        await projector.catch_up(name)
+    # as a rebuild leaves them when it is stopped after its last full batch
+    async with engine.begin() as conn:
+        await conn.execute(checkpoints.update().values(state="rebuilding", error=INTERRUPTED_NOTE))
+    assert await projector.advance_together(list(projector.projections.values()), 50) == 0
+    states = await _states(engine)
+    assert states == {name: ("live", 3, None) for name in PROJECTION_NAMES}

@@ -90,6 +90,23 @@ async def test_every_line_of_a_request_carries_its_id(
     assert (mutation["operation"], mutation["outcome"]) == ("placeOrder", "RuleViolated")
 
 
+async def test_a_websocket_connection_gets_a_request_id(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.typing import Subprotocol
+
+    async with running(engine, database_url) as server:
+        ws_url = server.url.replace("http", "ws") + "/graphql"
+        async with connect(
+            ws_url,
+            subprotocols=[Subprotocol("graphql-transport-ws")],
+            additional_headers={"X-Request-ID": "ws-7"},
+        ) as ws:
+            assert ws.response is not None
+            assert ws.response.headers["x-request-id"] == "ws-7"
+
+
 async def test_request_lines_can_be_turned_off(
     engine: AsyncEngine, database_url: str, log_stream: io.StringIO
 ) -> None:
