@@ -5,10 +5,12 @@ Plain functions, wired in the explicit ``COMMAND_HANDLERS`` registry at the bott
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,9 +18,15 @@ from domain import codec, commands
 from domain.errors import DomainError, OrderNotFound, VersionConflict
 from domain.order import Order
 from domain.store import CommandRecord, EventStore, NewEvent, StreamState
+from domain.stream_locks import StreamLocks
 
-# How often a command without an expected version is re-decided after losing a race.
-MAX_ATTEMPTS = 5
+# How long a command without an expected version keeps being re-decided after losing races
+# to other processes (within one process, StreamLocks means it never races). Bounded by time,
+# not by a count: under contention from several replicas, a handful of attempts can all lose.
+SETTLE_SECONDS = 10.0
+# The longest pause between two attempts; a random share of it keeps replicas from colliding
+# in lock step.
+MAX_RETRY_PAUSE = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +42,8 @@ class CommandResult:
 class HandlerContext:
     store: EventStore
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    locks: StreamLocks = field(default_factory=StreamLocks)
+    settle_seconds: float = SETTLE_SECONDS
 
 
 def stream_id(order_id: str) -> str:
@@ -67,7 +77,8 @@ async def _handle(
     # No look-up of the command id up front: the append checks it inside its transaction,
     # and a duplicate refused by the rules (paid twice, placed twice) is caught below.
     try:
-        return await _decide_and_append(command, context, decide, record, creates)
+        async with context.locks.hold(stream_id(command.order_id)):
+            return await _decide_and_append(command, context, decide, record, creates)
     except DomainError:
         # A first copy of this same command may have succeeded (earlier, or concurrently
         # while we decided); then the refusal is an artefact of its success, and its result
@@ -87,8 +98,12 @@ async def _decide_and_append(
     record: CommandRecord,
     creates: bool,
 ) -> CommandResult:
-    attempts = MAX_ATTEMPTS if command.expected_version is None else 1
-    for attempt in range(1, attempts + 1):
+    unconditional = command.expected_version is None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + context.settle_seconds
+    attempt = 0
+    while True:
+        attempt += 1
         if creates and attempt == 1:
             # Optimistic creation: a new order has no history to load. Appending with "no
             # stream" is the existence check; if the order exists after all, the conflict
@@ -112,9 +127,13 @@ async def _decide_and_append(
         try:
             result = await context.store.append(stream_id(order.id), new_events, expected, record)
         except VersionConflict:
-            if attempt == attempts:
+            # A writer in another process got in first. Asked-for concurrency (an expected
+            # version) is the caller's to settle; otherwise reload and decide again.
+            if not unconditional or loop.time() >= deadline:
                 raise
-            continue  # a concurrent writer got in first: reload and decide again
+            if not (creates and attempt == 1):
+                await asyncio.sleep(random.uniform(0, MAX_RETRY_PAUSE))
+            continue
         return CommandResult(
             command.command_id,
             command.order_id,
@@ -122,7 +141,6 @@ async def _decide_and_append(
             result.position,
             result.duplicate,
         )
-    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 async def place_order(command: commands.PlaceOrder, context: HandlerContext) -> CommandResult:

@@ -22,7 +22,7 @@ from domain.errors import (
     UnknownCommand,
     VersionConflict,
 )
-from domain.handlers import MAX_ATTEMPTS, load_order, stream_id
+from domain.handlers import HandlerContext, load_order, stream_id
 from domain.order import OrderStatus
 from domain.store import AppendResult, CommandRecord, EventStore, ExpectedVersion, NewEvent
 from domain.tables import events
@@ -199,9 +199,11 @@ def _address_change(stream: str) -> dict[str, object]:
     }
 
 
-async def _placed_on(engine: AsyncEngine, races: int) -> tuple[CommandBus, RacingStore, str]:
+async def _placed_on(
+    engine: AsyncEngine, races: int, settle_seconds: float = 10.0
+) -> tuple[CommandBus, RacingStore, str]:
     racing = RacingStore(engine, races=0)
-    bus = build_bus(racing)
+    bus = build_bus(racing, HandlerContext(racing, settle_seconds=settle_seconds))
     await bus.dispatch(place := place_order())
     racing.races, racing.attempts = races, 0
     return bus, racing, place.order_id
@@ -219,14 +221,65 @@ async def test_a_lost_race_is_decided_again_on_fresh_state(engine: AsyncEngine) 
     assert (await load_order(racing, oid)).shipping_address == NEW_ADDRESS
 
 
-async def test_retrying_a_lost_race_is_bounded(engine: AsyncEngine) -> None:
-    bus, racing, oid = await _placed_on(engine, races=100)
+async def test_many_lost_races_are_decided_again_until_they_settle(engine: AsyncEngine) -> None:
+    # Not bounded by a small count: twelve races in a row still end in acceptance.
+    bus, racing, oid = await _placed_on(engine, races=12)
+
+    result = await bus.dispatch(
+        commands.ChangeShippingAddress(order_id=oid, shipping_address=NEW_ADDRESS)
+    )
+
+    assert racing.attempts == 13
+    assert result.version == 14
+
+
+async def test_retrying_a_lost_race_is_bounded_in_time(engine: AsyncEngine) -> None:
+    bus, racing, oid = await _placed_on(engine, races=1_000_000, settle_seconds=0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
 
     with pytest.raises(VersionConflict):
         await bus.dispatch(
             commands.ChangeShippingAddress(order_id=oid, shipping_address=NEW_ADDRESS)
         )
-    assert racing.attempts == MAX_ATTEMPTS
+    assert 0.3 <= loop.time() - started < 10
+    assert racing.attempts > 1
+
+
+async def test_concurrent_unconditional_commands_on_one_order_are_all_accepted(
+    bus: CommandBus, store: EventStore
+) -> None:
+    await bus.dispatch(place := place_order())
+    changes = [
+        commands.ChangeShippingAddress(
+            order_id=place.order_id,
+            shipping_address=dataclasses.replace(NEW_ADDRESS, line1=f"{n} Side St"),
+        )
+        for n in range(32)
+    ]
+
+    results = await asyncio.gather(*(bus.dispatch(c) for c in changes))
+
+    # No VersionConflict nobody asked for: every change is accepted, one version each.
+    assert sorted(r.version for r in results) == list(range(2, 34))
+    assert len(await store.read_stream(stream_id(place.order_id))) == 33
+
+
+async def test_concurrent_conditional_commands_on_one_order_let_exactly_one_win(
+    bus: CommandBus, store: EventStore
+) -> None:
+    await bus.dispatch(place := place_order())
+    changes = [
+        commands.ChangeShippingAddress(
+            order_id=place.order_id, shipping_address=NEW_ADDRESS, expected_version=1
+        )
+        for _ in range(8)
+    ]
+
+    outcomes = await asyncio.gather(*(bus.dispatch(c) for c in changes), return_exceptions=True)
+
+    assert sum(not isinstance(o, BaseException) for o in outcomes) == 1
+    assert sum(isinstance(o, VersionConflict) for o in outcomes) == 7
 
 
 async def test_a_lost_race_with_an_expected_version_is_not_retried(engine: AsyncEngine) -> None:
