@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 
-from readmodels.notifier import InProcessNotifier, ProjectionUpdate
+from readmodels.notifier import RESYNC, InProcessNotifier, ProjectionUpdate
 
 logger = logging.getLogger("ordergraph.notifier")
 
@@ -245,9 +245,11 @@ class PostgresNotifier:
                     await asyncio.wait_for(self._closing.wait(), delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
                 continue
-            # NOTIFYs sent while we were away are gone and are not replayed: subscribers wait
-            # on positions, and whoever waits re-reads the checkpoints, so nothing stale is sent.
+            # NOTIFYs sent while we were away are gone and are not replayed. Subscribers wait
+            # on positions, so telling them to re-read the checkpoints (now that anything
+            # committed from here on will be heard) makes up for whatever was lost.
             logger.info("LISTEN on %s re-established", self.channel)
+            self._local.deliver(ProjectionUpdate(RESYNC, self._generation))
             if self.on_reconnect is not None:
                 self.on_reconnect()
             return

@@ -14,6 +14,7 @@ from graphql import GraphQLError
 from graph import metrics
 from graph.context import Context
 from graph.types import CaughtUp, Order, Position, ProjectionStatus, ProjectionUpdate
+from readmodels.notifier import RESYNC
 from readmodels.registry import PROJECTION_NAMES
 
 Info = strawberry.Info[Context, None]
@@ -34,13 +35,22 @@ class Subscription:
         self, info: Info, projections: list[str] | None = None
     ) -> AsyncGenerator[ProjectionUpdate, None]:
         names = set(_names(projections))
+        services = info.context.services
+        sent: dict[str, int] = {}
         with metrics.OPEN_SUBSCRIPTIONS.track_inprogress():
-            async with info.context.services.notifier.subscribe() as updates:
+            async with services.notifier.subscribe() as updates:
                 async for update in updates:
-                    if update.projection in names:
-                        yield ProjectionUpdate(
-                            projection=update.projection, position=Position(update.position)
-                        )
+                    if update.projection == RESYNC:
+                        # Advances may have gone unheard while the listener reconnected.
+                        found = await services.waiter.positions(names)
+                        missed = {n: p for n, p in found.items() if p > sent.get(n, 0)}
+                    elif update.projection in names:
+                        missed = {update.projection: update.position}
+                    else:
+                        continue
+                    for name, position in missed.items():
+                        sent[name] = position
+                        yield ProjectionUpdate(projection=name, position=Position(position))
 
     @strawberry.subscription(
         description="One event when every named projection (default: all) has reached the "
@@ -72,7 +82,10 @@ class Subscription:
                     seen = view.last_position
                     yield Order.of(view)
                 async for update in updates:
-                    if update.projection != "order_views" or update.position <= seen:
+                    # RESYNC: the order may have changed while notifications were being lost.
+                    if update.projection == RESYNC:
+                        pass
+                    elif update.projection != "order_views" or update.position <= seen:
                         continue
                     view = await services.queries.order(str(id))
                     if view is not None and view.last_position > seen:

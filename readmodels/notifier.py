@@ -9,6 +9,7 @@ PostgreSQL LISTEN/NOTIFY.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ class ProjectionUpdate:
 # Not a projection: "the event store's head reached this position". Lets a projector in one
 # process wake at once for appends made in another (see AppendAnnouncer).
 APPENDED = "$appended"
+# Not a projection either: "notifications may have been lost (the cross-process listener has
+# just reconnected); re-read whatever you are waiting on". Its position only ever grows.
+RESYNC = "$resync"
 
 
 class AppendAnnouncer:
@@ -112,10 +116,32 @@ class _Mailbox:
             self._latest[update.projection] = update.position
             self._ready.set()
 
-    async def updates(self) -> AsyncIterator[ProjectionUpdate]:
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            latest, self._latest = self._latest, {}
-            for projection, position in latest.items():
-                yield ProjectionUpdate(projection, position)
+    def updates(self) -> _Updates:
+        return _Updates(self)
+
+    def take(self) -> dict[str, int]:
+        self._ready.clear()
+        latest, self._latest = self._latest, {}
+        return latest
+
+
+class _Updates:
+    """The subscriber's iterator. Not an async generator on purpose: a waiter stops waiting
+    for the next update on a timeout (``asyncio.timeout``), and cancelling a generator's
+    ``__anext__`` would close the generator; cancelling this loses nothing."""
+
+    def __init__(self, mailbox: _Mailbox) -> None:
+        self._mailbox = mailbox
+        self._taken: collections.deque[ProjectionUpdate] = collections.deque()
+
+    def __aiter__(self) -> _Updates:
+        return self
+
+    async def __anext__(self) -> ProjectionUpdate:
+        while not self._taken:
+            await self._mailbox._ready.wait()
+            self._taken.extend(
+                ProjectionUpdate(projection, position)
+                for projection, position in self._mailbox.take().items()
+            )
+        return self._taken.popleft()

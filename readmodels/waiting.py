@@ -1,29 +1,49 @@
 """Waiting until projections reach a position: the basis of read-your-writes.
 
 Subscribe first, then read the checkpoints, then wait on notifications: an update published
-between the read and the wait is still in the subscription, so no wake-up is lost. Idle
-waiters cost a queue each, no polling; on timeout the checkpoints are read once more, so a
-missed notification can delay an answer but never make it wrong.
+between the read and the wait is still in the subscription, so no wake-up is lost in this
+process. Across processes notifications can be lost (the listener reconnects after a
+database restart, and NOTIFYs sent meanwhile are gone), so a waiter never depends on one: it
+re-reads the checkpoints when the notifier says it reconnected (``RESYNC``), and on a bounded
+back-off while it waits. Idle waiters cost a queue each and an occasional read.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+import logging
+from collections.abc import AsyncIterator, Collection
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.db import reader
-from readmodels.notifier import Notifier
+from domain.outages import is_outage
+from readmodels.notifier import RESYNC, Notifier, ProjectionUpdate
 from readmodels.tables import checkpoints
+
+log = logging.getLogger("ordergraph.waiting")
+
+# Re-reads while a wait lasts: after 0.5 s, then twice as long each time, at most every 5 s.
+FIRST_RECHECK = 0.5
+MAX_RECHECK = 5.0
 
 
 class CheckpointWaiter:
-    def __init__(self, engine: AsyncEngine, notifier: Notifier, names: Collection[str]) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        notifier: Notifier,
+        names: Collection[str],
+        *,
+        first_recheck: float = FIRST_RECHECK,
+        max_recheck: float = MAX_RECHECK,
+    ) -> None:
         self._engine = reader(engine)  # every query here is one statement, or may as well be
         self._notifier = notifier
         self.names = tuple(names)
+        self.first_recheck = first_recheck
+        self.max_recheck = max_recheck
 
     async def positions(self, names: Collection[str] | None = None) -> dict[str, int]:
         wanted = list(names or self.names)
@@ -39,21 +59,54 @@ class CheckpointWaiter:
     ) -> bool:
         """True once every named projection (default: all) has reached ``position``;
         False if that did not happen within ``within`` seconds (None: wait as long as it
-        takes; the caller cancels)."""
+        takes, database outages included; the caller cancels)."""
         wanted = set(names or self.names)
+        loop = asyncio.get_running_loop()
+        deadline = None if within is None else loop.time() + within
         async with self._notifier.subscribe() as updates:
-            current = await self.positions(wanted)
-            pending = {name for name, at in current.items() if at < position}
+            if deadline is None:
+                # A subscription (caughtUp) waits through an outage rather than failing.
+                pending = await self._recheck(wanted, position, wanted)
+            else:
+                pending = await self._behind(wanted, position)
+            recheck = self.first_recheck
+            while pending:
+                timeout = recheck if deadline is None else min(recheck, deadline - loop.time())
+                if timeout <= 0:
+                    break
+                update = await _next_within(updates, timeout)
+                if update is None:  # quiet for a while: a notification may have been lost
+                    recheck = min(recheck * 2, self.max_recheck)
+                    pending = await self._recheck(wanted, position, pending)
+                elif update.projection == RESYNC:
+                    pending = await self._recheck(wanted, position, pending)
+                elif update.position >= position:
+                    pending.discard(update.projection)
             if not pending:
                 return True
-            try:
-                async with asyncio.timeout(within):
-                    async for update in updates:
-                        if update.position >= position:
-                            pending.discard(update.projection)
-                        if not pending:
-                            return True
-            except TimeoutError:
-                pass
-        current = await self.positions(wanted)
-        return all(at >= position for at in current.values())
+        return not await self._behind(wanted, position)
+
+    async def _behind(self, names: Collection[str], position: int) -> set[str]:
+        return {name for name, at in (await self.positions(names)).items() if at < position}
+
+    async def _recheck(
+        self, names: Collection[str], position: int, pending: Collection[str]
+    ) -> set[str]:
+        try:
+            return await self._behind(names, position) & set(pending)
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            # The database is away: keep waiting; the next re-check or RESYNC looks again.
+            log.debug("re-reading checkpoints failed: %r", error)
+            return set(pending)
+
+
+async def _next_within(
+    updates: AsyncIterator[ProjectionUpdate], seconds: float
+) -> ProjectionUpdate | None:
+    try:
+        async with asyncio.timeout(seconds):
+            return await anext(updates)
+    except TimeoutError:
+        return None
