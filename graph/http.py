@@ -40,6 +40,7 @@ from strawberry.types import ExecutionResult
 
 from graph.access import current_request
 from graph.documents import cached_documents
+from graph.outages import RETRY_AFTER_SECONDS, any_unavailable, caused_by_outage, unavailable
 from graph.persisted_queries import PersistedQueries, PersistedQueryError
 
 logger = logging.getLogger("ordergraph.graph")
@@ -53,6 +54,7 @@ ExtensionFactory: TypeAlias = type[SchemaExtension] | Callable[[], SchemaExtensi
 
 # Set on request.state by process_result, read when the response is finished.
 _REQUEST_ERROR = "graphql_request_error"
+_UNAVAILABLE = "graphql_unavailable"
 
 
 def schema_extensions(
@@ -97,6 +99,12 @@ class LoggingMaskErrors(MaskErrors):
             exc_info=(type(original), original, original.__traceback__) if original else None,
         )
         return super().anonymise_error(error)
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        # An outage is not a bug: say so (typed, retryable) instead of masking it.
+        return super()._process_errors(
+            [unavailable(e) if caused_by_outage(e) else e for e in errors]
+        )
 
     def _process_result(self, result: object) -> None:
         # The base class asks isinstance() of a runtime-checkable Protocol: 3% of a request.
@@ -148,6 +156,9 @@ class GraphQLApp(GraphQL[object, None]):
         except PersistedQueryError as error:
             response = error_response(error.status, error.message, media_type, code=error.code)
         else:
+            if getattr(request.state, _UNAVAILABLE, False):
+                response.status_code = 503
+                response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
             if response.media_type == APPLICATION_JSON and media_type == GRAPHQL_RESPONSE_JSON:
                 response.headers["content-type"] = GRAPHQL_RESPONSE_JSON
                 if getattr(request.state, _REQUEST_ERROR, False):
@@ -220,6 +231,8 @@ class GraphQLApp(GraphQL[object, None]):
     ) -> GraphQLHTTPResponse:
         processed = await super().process_result(request, result)
         info = current_request.get()
+        if any_unavailable(result.errors):
+            setattr(request.state, _UNAVAILABLE, True)
         if is_request_error(result):
             # The GraphQL spec: an error raised before execution leaves no "data" entry.
             processed.pop("data", None)

@@ -135,7 +135,7 @@ class Settings:
     # auto: human-readable on a terminal, JSON lines otherwise
     log_format: str = "auto"
     request_log: bool = True  # one line per HTTP request
-    # Run the projector in this process. Several may run; they take turns per batch.
+    # Run the projector in this process. Several may run; on PostgreSQL one leads at a time.
     run_projector: bool = True
     poll_interval: float = 1.0  # seconds between looks for other processes' appends
     read_wait_seconds: float = 5.0  # how long `atLeast` waits before answering stale
@@ -144,6 +144,9 @@ class Settings:
     max_aliases: int = 30
     max_tokens: int = 2000
     pool_size: int = 20
+    # Longest wait for a pooled connection, one statement (PostgreSQL) or SQLite's write lock
+    # before the request is answered 503 "unavailable, retry" (connecting: db_connect_timeout).
+    db_timeout: float = 10.0
     sqlite_synchronous: str = "FULL"
     # Pages on these origins may call the API over HTTP and WebSocket (CORS).
     cors_origins: tuple[str, ...] = ()
@@ -204,6 +207,7 @@ VARIABLES: tuple[Var, ...] = (
     Var("CORS_ORIGINS", "cors_origins", origins),
     Var("PERSISTED_QUERIES_MAX_BYTES", "persisted_queries_max_bytes", integer(0, 1024**3)),
     Var("DB_CONNECT_TIMEOUT", "db_connect_timeout", seconds(0.1, 300)),
+    Var("DB_TIMEOUT", "db_timeout", seconds(0.1, 300)),
     Var("STALL_SECONDS", "stall_seconds", seconds(0.1, 86_400)),
     Var("WORKERS", "workers", integer(1, 64)),
     Var("TRACING", "tracing", flag),

@@ -30,12 +30,16 @@ class Core:
 
 @contextlib.asynccontextmanager
 async def running_core(settings: Settings, *, projector: bool) -> AsyncIterator[Core]:
+    args = connect_args(settings)
+    if not settings.is_sqlite:  # SQLite's own bound is its busy_timeout (domain/db.py)
+        args = {**args, "command_timeout": settings.db_timeout}
     engine = create_engine(
         settings.database_url,
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
         sqlite_synchronous=settings.sqlite_synchronous,
-        connect_args=connect_args(settings),
+        connect_args=args,
+        pool_timeout=settings.db_timeout,
     )
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)

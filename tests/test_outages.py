@@ -1,0 +1,95 @@
+"""A database outage is a typed, retryable answer (503, Retry-After, SERVICE_UNAVAILABLE),
+never a masked bug; and a command re-sent after the outage gets its first answer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from graph.app import create_app
+from graph.outages import SERVICE_UNAVAILABLE
+from graph.settings import Settings
+from tests.private_postgres import PrivatePostgres, private_postgres
+from tests.serving import GraphQLWebSocketError, graphql_ws, serve_app
+from tests.test_graphql_e2e import PLACE, place_input
+
+# The server's DB_TIMEOUT in this test; an outage must be answered well within a few of them.
+DB_TIMEOUT = 3.0
+
+
+@pytest.fixture
+async def own_postgres() -> AsyncIterator[PrivatePostgres]:
+    async with private_postgres() as server:
+        yield server
+
+
+async def place(http: httpx.AsyncClient, command_id: str, **headers: str) -> httpx.Response:
+    variables = {"input": place_input(commandId=command_id)}
+    return await http.post(
+        "/graphql", json={"query": PLACE, "variables": variables}, headers=headers
+    )
+
+
+def assert_unavailable(response: httpx.Response) -> None:
+    assert response.status_code == 503, response.text
+    assert int(response.headers["retry-after"]) >= 1
+    (error,) = response.json()["errors"]
+    assert error["extensions"]["code"] == SERVICE_UNAVAILABLE
+    assert "unavailable" in error["message"]
+
+
+async def test_an_outage_is_a_retryable_503_and_commands_resent_get_their_first_answer(
+    own_postgres: PrivatePostgres,
+) -> None:
+    settings = Settings(database_url=own_postgres.url, db_timeout=DB_TIMEOUT, poll_interval=0.2)
+    before, during = str(uuid.uuid4()), str(uuid.uuid4())
+    async with (
+        serve_app(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url, timeout=60) as http,
+    ):
+        first = (await place(http, before)).json()["data"]["placeOrder"]
+        assert first["__typename"] == "CommandAccepted"
+
+        await own_postgres.stop("fast")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert_unavailable(await place(http, during))
+        assert_unavailable(await place(http, during, accept="application/graphql-response+json"))
+        query = {"query": f'{{ order(id: "{first["orderId"]}") {{ status }} }}'}
+        assert_unavailable(await http.get("/graphql", params=query))
+        assert loop.time() - started < 3 * DB_TIMEOUT
+        await _assert_unavailable_over_websocket(url, first["orderId"])
+
+        await own_postgres.start()
+        accepted = await _until_answered(http, during)
+        assert accepted["__typename"] == "CommandAccepted"
+        again = (await place(http, during)).json()["data"]["placeOrder"]
+        assert again == accepted  # the first answer, not a second order
+        assert (await place(http, before)).json()["data"]["placeOrder"] == first
+
+
+async def _assert_unavailable_over_websocket(url: str, order_id: str) -> None:
+    async with graphql_ws(url + "/graphql") as ws:
+        changes = await ws.subscribe(
+            "subscription($id: ID!) { orderChanged(id: $id) { status } }", {"id": order_id}
+        )
+        with pytest.raises(GraphQLWebSocketError) as refused:
+            await anext(changes)
+    (errors,) = refused.value.args  # the errors of the operation's payload
+    assert [e["extensions"]["code"] for e in errors] == [SERVICE_UNAVAILABLE]
+
+
+async def _until_answered(http: httpx.AsyncClient, command_id: str) -> dict[str, Any]:
+    """Re-send as a client would, honouring Retry-After, until the service answers."""
+    for _ in range(30):
+        response = await place(http, command_id)
+        if response.status_code != 503:
+            break
+        await asyncio.sleep(float(response.headers["retry-after"]))
+    outcome: dict[str, Any] = response.json()["data"]["placeOrder"]
+    return outcome
