@@ -19,6 +19,7 @@ from readmodels.tables import customer_orders, customer_summaries
 class CustomerSummaries(Projection):
     name = "customer_summaries"
     tables = (customer_summaries, customer_orders)
+    handles = frozenset({"OrderPlaced", "OrderPaid", "OrderShipped", "OrderCancelled"})
 
     async def apply(self, conn: AsyncConnection, batch: Sequence[Envelope]) -> None:
         owners = {

@@ -22,6 +22,7 @@ _COUNTED = (events.OrderPlaced, events.OrderPaid, events.OrderCancelled)
 class DailySales(Projection):
     name = "daily_sales"
     tables = (daily_sales,)
+    handles = frozenset({"OrderPlaced", "OrderPaid", "OrderCancelled"})
 
     async def apply(self, conn: AsyncConnection, batch: Sequence[Envelope]) -> None:
         counted = [e.event for e in batch if isinstance(e.event, _COUNTED)]

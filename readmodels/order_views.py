@@ -15,6 +15,7 @@ from readmodels.tables import order_views
 class OrderViews(Projection):
     name = "order_views"
     tables = (order_views,)
+    handles = None  # every event of an order is a new version of its view
 
     async def apply(self, conn: AsyncConnection, batch: Sequence[Envelope]) -> None:
         ids = {e.event.order_id for e in batch}

@@ -34,6 +34,9 @@ class Envelope:
 class Projection(ABC):
     name: str
     tables: tuple[sa.Table, ...]  # every table it owns: emptied when it is rebuilt
+    # The event types it folds (by stored name); None: all. It is fed only these, so an
+    # event of another type that cannot be decoded does not stop it.
+    handles: frozenset[str] | None = None
 
     @abstractmethod
     async def apply(self, conn: AsyncConnection, batch: Sequence[Envelope]) -> None:

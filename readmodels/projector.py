@@ -26,16 +26,17 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain import codec
 from domain.db import write_transaction
-from domain.store import RecordedEvent, read_after
+from readmodels.feed import Batch, PoisonedEvent, read_stored_after
 from readmodels.notifier import APPENDED, Notifier, ProjectionUpdate
-from readmodels.projection import Envelope, Projection
+from readmodels.projection import Projection
+from readmodels.stall_log import StallLog
 from readmodels.tables import checkpoints
 
 log = logging.getLogger("ordergraph.projector")
 
 LIVE, FAILED, REBUILDING = "live", "failed", "rebuilding"
+ERROR_CHARS = 300  # what the checkpoint keeps of an error: enough to say what, not a dump
 
 # Called after each committed pass: (projections advanced, events applied, seconds taken).
 PassObserver = Callable[[Sequence[str], int, float], None]
@@ -77,6 +78,7 @@ class Projector:
         self._contended = False
         self._tasks: list[asyncio.Task[None]] = []
         self.pass_observers: list[PassObserver] = []
+        self._stalls = StallLog(log)
 
     def wake(self, _position: int = 0) -> None:
         """New events were appended (hook for EventStore.on_append): look now, not at the
@@ -136,15 +138,21 @@ class Projector:
                     try:
                         applied += await self.advance(projection, self.batch_size)
                         backoff[projection.name] = 0.0
+                        self._stalls.running(projection.name)
                     except Exception as error:
                         if not isinstance(error, ProjectionFailed):
-                            log.exception("projection %s could not advance", projection.name)
+                            # Not the projection's fault (the database is away, say): it
+                            # is not recorded as failed, but it is said, once.
+                            self._stalls.stalled(
+                                projection.name, f"cannot advance: {short(error)}", error
+                            )
                         delay = min(max(backoff[projection.name] * 2, 0.1), self._max_backoff)
                         backoff[projection.name] = delay
                         retry_at[projection.name] = loop.time() + delay
             else:
                 for projection in due:
                     backoff[projection.name] = retry_at[projection.name] = 0.0
+                    self._stalls.running(projection.name)
             if applied == 0 and not self._contended:
                 waiting = [t - loop.time() for t in retry_at.values() if t > loop.time()]
                 with contextlib.suppress(TimeoutError):
@@ -164,24 +172,25 @@ class Projector:
             self._contended = len(positions) < len(projections)
             if not positions:
                 return 0
-            recorded = await read_after(conn, min(positions.values()), batch_size)
-            if not recorded:
+            stored = await read_stored_after(conn, min(positions.values()), batch_size)
+            if not stored:
                 await _finish_rebuilds(conn, locked)
                 return 0
-            batch = _decoded(recorded)
-            last = recorded[-1].position
+            batch = Batch(stored)
+            last = batch.last
             advanced = []
             for projection in projections:
                 at = positions.get(projection.name)
                 if at is None or at >= last:
                     continue
-                await projection.apply(conn, [e for e in batch if e.position > at])
+                if envelopes := batch.for_projection(projection, at):
+                    await projection.apply(conn, envelopes)
                 advanced.append(projection.name)
-            await _save_checkpoint(conn, advanced, last, at_head=len(recorded) < batch_size)
+            await _save_checkpoint(conn, advanced, last, at_head=len(stored) < batch_size)
         if advanced:
-            self._observe(advanced, len(recorded), started)
+            self._observe(advanced, len(stored), started)
             await self._notifier.publish_many([ProjectionUpdate(n, last) for n in advanced])
-        return len(recorded)
+        return len(stored)
 
     def _observe(self, names: Sequence[str], applied: int, started: float) -> None:
         elapsed = time.perf_counter() - started
@@ -215,37 +224,37 @@ class Projector:
             if projection.name not in locked:
                 return 0
             checkpoint, _ = locked[projection.name]
-            recorded = await read_after(conn, checkpoint, limit)
-            if not recorded:
+            stored = await read_stored_after(conn, checkpoint, limit)
+            if not stored:
                 await _finish_rebuilds(conn, locked)
                 return 0
+            batch = Batch(stored)
             try:
-                await projection.apply(conn, _decoded(recorded))
+                if envelopes := batch.for_projection(projection, checkpoint):
+                    await projection.apply(conn, envelopes)
+            except PoisonedEvent as poisoned:
+                raise _BatchFailed(poisoned.position, poisoned) from poisoned
             except Exception as error:
-                raise _BatchFailed(recorded[0].position, error) from error
-            position = recorded[-1].position
+                raise _BatchFailed(stored[0].position, error) from error
+            position = batch.last
             # One event at a time (isolating a culprit) says nothing about the head.
-            at_head = limit > 1 and len(recorded) < limit
+            at_head = limit > 1 and len(stored) < limit
             await _save_checkpoint(conn, [projection.name], position, at_head=at_head)
-        self._observe([projection.name], len(recorded), started)
+        self._observe([projection.name], len(stored), started)
         await self._notifier.publish(ProjectionUpdate(projection.name, position))
-        return len(recorded)
+        return len(stored)
 
     async def _record_failure(self, projection: Projection, failure: _BatchFailed) -> Exception:
-        log.error(
-            "projection %s stopped at position %d: %r",
-            projection.name,
-            failure.position,
-            failure.cause,
-            exc_info=failure.cause,
-        )
+        error = short(failure.cause)
+        where = f"failed at position {failure.position}: {error}"
+        self._stalls.stalled(projection.name, where, failure.cause)
         async with write_transaction(self._engine) as conn:
             await conn.execute(
                 checkpoints.update()
                 .where(checkpoints.c.name == projection.name)
                 .values(
                     state=FAILED,
-                    error=repr(failure.cause)[:2000],
+                    error=error,
                     error_position=failure.position,
                     updated_at=datetime.now(UTC),
                 )
@@ -266,12 +275,14 @@ async def ensure_checkpoints(engine: AsyncEngine, names: Iterable[str]) -> None:
             )
 
 
-def _decoded(recorded: Sequence[RecordedEvent]) -> list[Envelope]:
-    """Stored events as domain events (upcast where old), with where they sit."""
-    return [
-        Envelope(r.position, r.stream_version, codec.decode(r.event_type, r.schema_version, r.data))
-        for r in recorded
-    ]
+def short(error: BaseException) -> str:
+    """One line that says what went wrong, without a traceback or a page of SQL."""
+    if isinstance(error, PoisonedEvent):
+        text = f"cannot decode the event: {type(error.cause).__name__}: {error.cause}"
+    else:
+        text = f"{type(error).__name__}: {error}"
+    text = text.splitlines()[0] if text else text
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
 
 
 async def _lock_checkpoints(conn: AsyncConnection, names: list[str]) -> dict[str, tuple[int, str]]:

@@ -1,0 +1,92 @@
+"""What the projector reads: stored events, decoded lazily, once each, per projection.
+
+The event data is read as text and decoded here rather than by the column type, so that a
+stored event that cannot be decoded (malformed JSON, an unknown type or schema version, an
+upcaster that raises) fails as that one event, at its position, and only for the projections
+that handle its type. The others read past it; a read of the whole batch failing would
+stall every projection one event before it, silently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain import codec
+from domain.tables import events
+from readmodels.projection import Envelope, Projection
+
+_COLUMNS = (
+    events.c.position,
+    events.c.stream_version,
+    events.c.event_type,
+    events.c.schema_version,
+    sa.type_coerce(events.c.data, sa.Text).label("data"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    position: int
+    stream_version: int
+    event_type: str
+    schema_version: int
+    # JSON text, not yet decoded (SQLite); PostgreSQL's JSONB can only hold valid JSON, and
+    # asyncpg hands it over already parsed.
+    data: str | dict[str, Any]
+
+
+class PoisonedEvent(Exception):
+    """A stored event that cannot be read as a domain event."""
+
+    def __init__(self, position: int, cause: BaseException) -> None:
+        super().__init__(f"event at position {position} cannot be decoded: {cause!r}")
+        self.position = position
+        self.cause = cause
+
+
+async def read_stored_after(conn: AsyncConnection, after: int, limit: int) -> list[StoredEvent]:
+    query = sa.select(*_COLUMNS).where(events.c.position > after).order_by(events.c.position)
+    rows = await conn.execute(query.limit(limit))
+    return [StoredEvent(*row) for row in rows]
+
+
+class Batch:
+    """One read of the store, shared by the projections fed from it."""
+
+    def __init__(self, stored: Sequence[StoredEvent]) -> None:
+        self.stored = stored
+        self._decoded: dict[int, Envelope] = {}
+
+    @property
+    def last(self) -> int:
+        return self.stored[-1].position
+
+    def for_projection(self, projection: Projection, after: int) -> list[Envelope]:
+        """The events after ``after`` that the projection handles, decoded; raises
+        PoisonedEvent at the first of them that cannot be decoded."""
+        handled = projection.handles
+        return [
+            self._envelope(stored)
+            for stored in self.stored
+            if stored.position > after and (handled is None or stored.event_type in handled)
+        ]
+
+    def _envelope(self, stored: StoredEvent) -> Envelope:
+        found = self._decoded.get(stored.position)
+        if found is None:
+            try:
+                data = stored.data
+                if isinstance(data, str):
+                    data = json.loads(data)
+                event = codec.decode(stored.event_type, stored.schema_version, data)
+            except Exception as error:
+                raise PoisonedEvent(stored.position, error) from error
+            found = Envelope(stored.position, stored.stream_version, event)
+            self._decoded[stored.position] = found
+        return found
