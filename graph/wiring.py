@@ -4,13 +4,14 @@ event store, notifier and (optionally) projector, built and torn down in one pla
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.db import create_engine
 from domain.store import EventStore
+from graph.pg_leadership import AdvisoryLeadership
 from graph.pg_notifier import PostgresNotifier
 from graph.settings import Settings
 from graph.startup import connect_args
@@ -66,10 +67,29 @@ async def running_core(settings: Settings, *, projector: bool) -> AsyncIterator[
                 store.on_append(AppendAnnouncer(notifier))
         running: Projector | None = None
         if projector:
+            # On PostgreSQL one projector process leads and the others stand by, blocked on
+            # an advisory lock that the leader's death releases at once.
+            leadership = None if settings.is_sqlite else AdvisoryLeadership(settings.database_url)
             running = Projector(
-                engine, all_projections(), notifier, poll_interval=settings.poll_interval
+                engine,
+                all_projections(),
+                notifier,
+                poll_interval=settings.poll_interval,
+                leadership=leadership,
             )
-            store.on_append(running.wake)
+            store.on_append(_wake_or_announce(running, AppendAnnouncer(notifier)))
             await running.start(wake_on_announced_appends=not settings.is_sqlite)
             stack.push_async_callback(running.stop)
         yield Core(engine, store, notifier, running)
+
+
+def _wake_or_announce(projector: Projector, announcer: AppendAnnouncer) -> Callable[[int], None]:
+    """After our appends: wake our projector if it leads, else tell the one that does."""
+
+    def appended(head: int) -> None:
+        if projector.leading:
+            projector.wake(head)
+        else:
+            announcer(head)
+
+    return appended

@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -40,6 +41,18 @@ ERROR_CHARS = 300  # what the checkpoint keeps of an error: enough to say what, 
 
 # Called after each committed pass: (projections advanced, events applied, seconds taken).
 PassObserver = Callable[[Sequence[str], int, float], None]
+
+
+class Leadership(Protocol):
+    """Which one of several projector processes runs (see graph/pg_leadership.py)."""
+
+    @property
+    def held(self) -> bool: ...
+
+    async def acquire(self) -> None:
+        """Return once this process leads; wait while another does."""
+
+    async def release(self) -> None: ...
 
 
 class ProjectionFailed(Exception):
@@ -67,6 +80,7 @@ class Projector:
         batch_size: int = 500,
         poll_interval: float = 1.0,
         max_backoff: float = 30.0,
+        leadership: Leadership | None = None,
     ) -> None:
         self._engine = engine
         self.projections = {p.name: p for p in projections}
@@ -79,6 +93,12 @@ class Projector:
         self._tasks: list[asyncio.Task[None]] = []
         self.pass_observers: list[PassObserver] = []
         self._stalls = StallLog(log)
+        self._leadership = leadership
+
+    @property
+    def leading(self) -> bool:
+        """True when this projector is the one that runs (always, without a leadership)."""
+        return self._leadership is None or self._leadership.held
 
     def wake(self, _position: int = 0) -> None:
         """New events were appended (hook for EventStore.on_append): look now, not at the
@@ -102,6 +122,8 @@ class Projector:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._leadership is not None:
+            await self._leadership.release()
 
     async def _wake_on_appends(self, subscribed: asyncio.Event) -> None:
         async with self._notifier.subscribe() as updates:
@@ -125,6 +147,9 @@ class Projector:
         retry_at = dict.fromkeys(self.projections, 0.0)  # when a failed projection may retry
         backoff = dict.fromkeys(self.projections, 0.0)
         while True:
+            if not self.leading:
+                assert self._leadership is not None
+                await self._leadership.acquire()  # another process leads until it dies
             self._wake.clear()
             now = loop.time()
             due = [p for name, p in self.projections.items() if retry_at[name] <= now]
