@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+log = logging.getLogger("ordergraph.notifier")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,9 @@ class AppendAnnouncer:
                 head = self._head
                 await self._notifier.publish(ProjectionUpdate(APPENDED, head))
                 self._announced = head
+        except Exception as error:
+            # The appends are committed; the projector finds them at its next poll.
+            log.warning("could not announce appends up to %d: %r", self._head, error)
         finally:
             self._task = None
 

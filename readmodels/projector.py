@@ -29,15 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.db import write_transaction
 from readmodels.feed import Batch, PoisonedEvent, read_stored_after
-from readmodels.notifier import APPENDED, Notifier, ProjectionUpdate
+from readmodels.notifier import APPENDED, RESYNC, Notifier, ProjectionUpdate
 from readmodels.projection import Projection
-from readmodels.stall_log import StallLog
+from readmodels.stall_log import StallLog, short
 from readmodels.tables import checkpoints
 
 log = logging.getLogger("ordergraph.projector")
 
 LIVE, FAILED, REBUILDING = "live", "failed", "rebuilding"
-ERROR_CHARS = 300  # what the checkpoint keeps of an error: enough to say what, not a dump
 
 # Called after each committed pass: (projections advanced, events applied, seconds taken).
 PassObserver = Callable[[Sequence[str], int, float], None]
@@ -129,7 +128,8 @@ class Projector:
         async with self._notifier.subscribe() as updates:
             subscribed.set()
             async for update in updates:
-                if update.projection == APPENDED:
+                # RESYNC: appends announced while the listener was away are unheard of.
+                if update.projection in (APPENDED, RESYNC):
                     self.wake()
 
     async def catch_up(self, name: str, batch_size: int | None = None) -> int:
@@ -214,7 +214,7 @@ class Projector:
             await _save_checkpoint(conn, advanced, last, at_head=len(stored) < batch_size)
         if advanced:
             self._observe(advanced, len(stored), started)
-            await self._notifier.publish_many([ProjectionUpdate(n, last) for n in advanced])
+            await self._publish([ProjectionUpdate(n, last) for n in advanced])
         return len(stored)
 
     def _observe(self, names: Sequence[str], applied: int, started: float) -> None:
@@ -266,8 +266,16 @@ class Projector:
             at_head = limit > 1 and len(stored) < limit
             await _save_checkpoint(conn, [projection.name], position, at_head=at_head)
         self._observe([projection.name], len(stored), started)
-        await self._notifier.publish(ProjectionUpdate(projection.name, position))
+        await self._publish([ProjectionUpdate(projection.name, position)])
         return len(stored)
+
+    async def _publish(self, updates: list[ProjectionUpdate]) -> None:
+        # The batch is committed: a failed announcement must not look like a failed batch.
+        # Waiters elsewhere re-read the checkpoints (see readmodels/waiting.py).
+        try:
+            await self._notifier.publish_many(updates)
+        except Exception as error:
+            log.warning("could not announce %s: %r", updates, error)
 
     async def _record_failure(self, projection: Projection, failure: _BatchFailed) -> Exception:
         error = short(failure.cause)
@@ -298,16 +306,6 @@ async def ensure_checkpoints(engine: AsyncEngine, names: Iterable[str]) -> None:
                 checkpoints.insert(),
                 [{"name": n, "position": 0, "state": LIVE, "updated_at": now} for n in missing],
             )
-
-
-def short(error: BaseException) -> str:
-    """One line that says what went wrong, without a traceback or a page of SQL."""
-    if isinstance(error, PoisonedEvent):
-        text = f"cannot decode the event: {type(error.cause).__name__}: {error.cause}"
-    else:
-        text = f"{type(error).__name__}: {error}"
-    text = text.splitlines()[0] if text else text
-    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
 
 
 async def _lock_checkpoints(conn: AsyncConnection, names: list[str]) -> dict[str, tuple[int, str]]:

@@ -7,7 +7,10 @@ import logging
 import time
 from collections.abc import Callable
 
+from readmodels.feed import PoisonedEvent
+
 REMINDER_SECONDS = 60.0
+ERROR_CHARS = 300  # what a checkpoint keeps of an error: enough to say what, not a dump
 
 
 class StallLog:
@@ -43,3 +46,13 @@ class StallLog:
     def running(self, projection: str) -> None:
         if self._stalls.pop(projection, None) is not None:
             self._log.info("projection %s resumed", projection)
+
+
+def short(error: BaseException) -> str:
+    """One line that says what went wrong, without a traceback or a page of SQL."""
+    if isinstance(error, PoisonedEvent):
+        text = f"cannot decode the event: {type(error.cause).__name__}: {error.cause}"
+    else:
+        text = f"{type(error).__name__}: {error}"
+    text = text.splitlines()[0] if text else text
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
