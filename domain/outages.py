@@ -9,9 +9,12 @@ so the whole chain of causes is inspected.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 from sqlalchemy import exc
+
+T = TypeVar("T")
 
 # SQLSTATE classes: 08 connection exception, 53 insufficient resources (too many
 # connections, out of memory or disk), 57P operator intervention (shutdown, crash, starting).
@@ -42,3 +45,15 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         seen.add(id(cause))
         yield cause
         todo += [cause.__cause__, cause.__context__, getattr(cause, "orig", None)]
+
+
+async def once_more_after_outage(read: Callable[[], Awaitable[T]]) -> T:
+    """``read()``, and once more if it met an outage. Right after the database comes back,
+    the first statement on a pooled connection fails (the connection died with the server)
+    and makes the pool replace the others; the second try gets a fresh one."""
+    try:
+        return await read()
+    except Exception as error:
+        if not is_outage(error):
+            raise
+    return await read()

@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, Sequence
 import strawberry
 from graphql import GraphQLError
 
+from domain.outages import once_more_after_outage
 from graph import metrics
 from graph.context import Context
 from graph.types import CaughtUp, Order, Position, ProjectionStatus, ProjectionUpdate
@@ -42,7 +43,9 @@ class Subscription:
                 async for update in updates:
                     if update.projection == RESYNC:
                         # Advances may have gone unheard while the listener reconnected.
-                        found = await services.waiter.positions(names)
+                        found = await once_more_after_outage(
+                            lambda: services.waiter.positions(names)
+                        )
                         missed = {n: p for n, p in found.items() if p > sent.get(n, 0)}
                     elif update.projection in names:
                         missed = {update.projection: update.position}
@@ -84,10 +87,11 @@ class Subscription:
                 async for update in updates:
                     # RESYNC: the order may have changed while notifications were being lost.
                     if update.projection == RESYNC:
-                        pass
+                        view = await once_more_after_outage(lambda: services.queries.order(str(id)))
                     elif update.projection != "order_views" or update.position <= seen:
                         continue
-                    view = await services.queries.order(str(id))
+                    else:
+                        view = await services.queries.order(str(id))
                     if view is not None and view.last_position > seen:
                         seen = view.last_position
                         yield Order.of(view)

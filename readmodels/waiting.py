@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.db import reader
-from domain.outages import is_outage
+from domain.outages import is_outage, once_more_after_outage
 from readmodels.notifier import RESYNC, Notifier, ProjectionUpdate
 from readmodels.tables import checkpoints
 
@@ -93,7 +93,8 @@ class CheckpointWaiter:
         self, names: Collection[str], position: int, pending: Collection[str]
     ) -> set[str]:
         try:
-            return await self._behind(names, position) & set(pending)
+            behind = await once_more_after_outage(lambda: self._behind(names, position))
+            return behind & set(pending)
         except Exception as error:
             if not is_outage(error):
                 raise
