@@ -41,13 +41,20 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    sqlite_synchronous: str = "FULL",
+    sqlite_busy_seconds: float = 10.0,
+    **kwargs: Any,
+) -> AsyncEngine:
     url = async_url(url)
     if make_url(url).drivername == "sqlite+aiosqlite":
         kwargs.setdefault("module", one_hop_dbapi())  # see domain/sqlite_driver.py
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(engine):
-        _take_control_of_sqlite_transactions(engine, sqlite_synchronous)
+        busy_ms = round(sqlite_busy_seconds * 1000)
+        _take_control_of_sqlite_transactions(engine, sqlite_synchronous, busy_ms)
     return engine
 
 
@@ -106,7 +113,9 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
         yield conn
 
 
-def _take_control_of_sqlite_transactions(engine: AsyncEngine, synchronous: str) -> None:
+def _take_control_of_sqlite_transactions(
+    engine: AsyncEngine, synchronous: str, busy_ms: int
+) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -114,7 +123,7 @@ def _take_control_of_sqlite_transactions(engine: AsyncEngine, synchronous: str) 
         for pragma in (
             "journal_mode=WAL",
             f"synchronous={synchronous}",
-            "busy_timeout=10000",
+            f"busy_timeout={busy_ms}",  # then "database is locked": an outage (503)
             "foreign_keys=ON",
         ):
             cursor.execute(f"PRAGMA {pragma}")

@@ -41,6 +41,8 @@ async def running_core(settings: Settings, *, projector: bool) -> AsyncIterator[
         sqlite_synchronous=settings.sqlite_synchronous,
         connect_args=args,
         pool_timeout=settings.db_timeout,
+        # How long a writer waits for another process's write lock before "locked" (a 503).
+        sqlite_busy_seconds=settings.db_timeout,
     )
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)

@@ -4,12 +4,14 @@ never a masked bug; and a command re-sent after the outage gets its first answer
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from graph.app import create_app
 from graph.outages import SERVICE_UNAVAILABLE
@@ -71,6 +73,36 @@ async def test_an_outage_is_a_retryable_503_and_commands_resent_get_their_first_
         again = (await place(http, during)).json()["data"]["placeOrder"]
         assert again == accepted  # the first answer, not a second order
         assert (await place(http, before)).json()["data"]["placeOrder"] == first
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_sqlite_database_locked_by_another_process_is_a_retryable_503(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    settings = Settings(database_url=database_url, db_timeout=0.5, poll_interval=0.2)
+    command_id = str(uuid.uuid4())
+    async with (
+        serve_app(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url, timeout=60) as http,
+    ):
+        other_process = await asyncio.to_thread(_hold_write_lock, str(engine.url.database))
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            assert_unavailable(await place(http, command_id))
+            assert loop.time() - started < 20  # a few busy timeouts, not forever
+        finally:
+            await asyncio.to_thread(other_process.close)  # rolls back, frees the lock
+        accepted = await _until_answered(http, command_id)
+        assert accepted["__typename"] == "CommandAccepted"
+        assert (await place(http, command_id)).json()["data"]["placeOrder"] == accepted
+
+
+def _hold_write_lock(path: str) -> sqlite3.Connection:
+    """What another process writing to the same file does: hold its write lock."""
+    connection = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+    connection.execute("BEGIN IMMEDIATE")
+    return connection
 
 
 async def _assert_unavailable_over_websocket(url: str, order_id: str) -> None:
