@@ -49,7 +49,8 @@ class AdvisoryLeadership:
             try:
                 await self._try_acquire()
             except _CONNECTION_ERRORS as error:
-                log.warning("projector leadership: cannot reach PostgreSQL: %r", error)
+                if delay == 0.1:  # once per outage, not once per retry
+                    log.warning("projector leadership: cannot reach PostgreSQL: %r", error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
         log.info("projector leadership acquired (pid %d)", os.getpid())
