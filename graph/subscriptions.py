@@ -69,7 +69,7 @@ class Subscription:
         services = info.context.services
         with metrics.OPEN_SUBSCRIPTIONS.track_inprogress():
             await services.waiter.wait_for(position, names, within=None)
-        statuses = await services.queries.projection_statuses(names)
+        statuses = await once_more_after_outage(lambda: services.queries.projection_statuses(names))
         yield CaughtUp(position=position, projections=[ProjectionStatus.of(s) for s in statuses])
 
     @strawberry.subscription(

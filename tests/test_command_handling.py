@@ -25,6 +25,7 @@ from domain.errors import (
 from domain.handlers import HandlerContext, load_order, stream_id
 from domain.order import OrderStatus
 from domain.store import AppendResult, CommandRecord, EventStore, ExpectedVersion, NewEvent
+from domain.stream_locks import StreamLocks
 from domain.tables import events
 from domain.values import Address, OrderLine
 from tests.factories import ADDRESS, place_order
@@ -335,3 +336,22 @@ async def test_placing_an_existing_order_again_is_refused(
         await bus.dispatch(place_order(order_id=first.order_id))
     assert error.value.rule == "order_already_placed"
     assert len(await store.read_all()) == 1
+
+
+async def test_stream_locks_serialize_one_stream_and_are_freed_when_idle() -> None:
+    locks = StreamLocks()
+    inside: list[str] = []
+    overlaps: list[str] = []
+
+    async def hold(stream: str) -> None:
+        async with locks.hold(stream):
+            if stream in inside:
+                overlaps.append(stream)
+            inside.append(stream)
+            await asyncio.sleep(0)  # let the others try to get in
+            inside.remove(stream)
+
+    await asyncio.gather(*(hold(f"order-{n % 3}") for n in range(30)))
+
+    assert overlaps == []
+    assert len(locks) == 0  # a process that touched many orders keeps no lock for any
