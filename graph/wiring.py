@@ -64,8 +64,7 @@ async def running_core(settings: Settings, *, projector: bool) -> AsyncIterator[
             if not projector:
                 # No projector here to wake: announce our appends so the projector process
                 # wakes at once rather than at its next poll. (A process with a projector
-                # projects every process's events, so it needs no announcements of its own,
-                # and sparing the NOTIFY keeps the publisher free for projection updates.)
+                # announces only while that projector stands by: see _wake_or_announce.)
                 store.on_append(AppendAnnouncer(notifier))
         running: Projector | None = None
         if projector:
