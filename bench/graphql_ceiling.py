@@ -18,8 +18,10 @@ from starlette.routing import Route, WebSocketRoute
 
 from domain.commands import Command
 from domain.handlers import CommandResult
+from graph.authn import UNRESTRICTED, Authenticator
 from graph.context import Context, Services
 from graph.http import graphql_app
+from graph.rate_limit import RateLimiter
 from graph.schema import build_schema
 from readmodels.notifier import InProcessNotifier
 
@@ -42,6 +44,8 @@ def create_app() -> Starlette:
         waiter=None,  # type: ignore[arg-type]
         notifier=InProcessNotifier(),
         read_wait_seconds=0,
+        authenticator=Authenticator(None),  # AUTH=none, as the benchmark's server runs
+        mutation_limiter=RateLimiter(0, 1),
     )
 
     @contextlib.asynccontextmanager
@@ -49,7 +53,7 @@ def create_app() -> Starlette:
         yield
 
     async def context(*_args: Any) -> Context:
-        return Context(services=services)
+        return Context(services=services, actor=UNRESTRICTED)
 
     graphql = graphql_app(build_schema(), max_body_bytes=256 * 1024, context_getter=context)
     return Starlette(

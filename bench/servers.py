@@ -47,7 +47,9 @@ def free_port() -> int:
 
 def production_env(database_url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(DATABASE_URL=database_url, LOG_LEVEL="warning", **extra)
+    # AUTH=none explicitly: PostgreSQL requires a choice, and the benchmark measures
+    # the write path, not token checks.
+    env.update(DATABASE_URL=database_url, LOG_LEVEL="warning", AUTH="none", **extra)
     return env
 
 

@@ -94,6 +94,8 @@ def to_json(value: object) -> Any:
         return value.astimezone(UTC).isoformat()
     if isinstance(value, tuple | list):
         return [to_json(item) for item in value]
+    if isinstance(value, frozenset):
+        return sorted(to_json(item) for item in value)
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 

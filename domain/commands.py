@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from domain.access import Actor
 from domain.values import Address, OrderLine
 
 
@@ -22,10 +23,11 @@ def new_id() -> str:
 _ORDER_ID_NAMESPACE = uuid.UUID("5d0c3f59-4b1f-4c8e-9a43-0b7c5f6a2e11")
 
 
-def order_id_for(command_id: str) -> str:
-    """A PlaceOrder without an order id gets one derived from its command id, so that sending
-    the same command again names the same order and is recognised as a duplicate."""
-    return str(uuid.uuid5(_ORDER_ID_NAMESPACE, command_id))
+def order_id_for(command_key: str) -> str:
+    """A PlaceOrder without an order id gets one derived from its command's idempotency key
+    (see domain/access.py), so that sending the same command again names the same order and
+    is recognised as a duplicate."""
+    return str(uuid.uuid5(_ORDER_ID_NAMESPACE, command_key))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +38,8 @@ class Command:
     command_id: str = field(default_factory=new_id)
     correlation_id: str | None = None
     expected_version: int | None = None
+    # Who sent it (recorded in each event's metadata); None: AUTH=none, nobody identified.
+    actor: Actor | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

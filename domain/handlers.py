@@ -6,6 +6,7 @@ Plain functions, wired in the explicit ``COMMAND_HANDLERS`` registry at the bott
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import random
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from domain import codec, commands
+from domain import access, codec, commands
 from domain.errors import DomainError, OrderNotFound, VersionConflict
 from domain.order import Order
 from domain.store import CommandRecord, EventStore, NewEvent, StreamState
@@ -59,8 +60,9 @@ async def load_order(store: EventStore, order_id: str) -> Order:
 
 def fingerprint(command: commands.Command) -> str:
     """Digest of what the command asks for; ids that only label it are left out."""
-    payload = codec.to_json(command)
-    for label in ("command_id", "correlation_id"):
+    # Who asks is not part of what is asked: the idempotency key is already per subject.
+    payload = codec.to_json(dataclasses.replace(command, actor=None))
+    for label in ("command_id", "correlation_id", "actor"):
         payload.pop(label)
     canonical = json.dumps([type(command).__name__, payload], sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -73,7 +75,8 @@ async def _handle(
     *,
     creates: bool = False,
 ) -> CommandResult:
-    record = CommandRecord(command.command_id, fingerprint(command))
+    key = access.idempotency_key(command.actor, command.command_id)
+    record = CommandRecord(key, fingerprint(command))
     # No look-up of the command id up front: the append checks it inside its transaction,
     # and a duplicate refused by the rules (paid twice, placed twice) is caught below.
     try:
@@ -111,7 +114,8 @@ async def _decide_and_append(
             order = Order(command.order_id)
         else:
             order = await load_order(context.store, command.order_id)
-        if not creates and not order.exists:
+        if not creates and not (order.exists and _may_act_on(command, order)):
+            # Someone else's order is, to this actor, an order that does not exist.
             raise OrderNotFound(command.order_id)
         if command.expected_version is not None and command.expected_version != order.version:
             raise VersionConflict(stream_id(order.id), command.expected_version, order.version)
@@ -121,6 +125,7 @@ async def _decide_and_append(
             "command_type": type(command).__name__,
             "correlation_id": command.correlation_id or command.command_id,
             "causation_id": command.command_id,
+            "actor": _AUTH_NONE if command.actor is None else command.actor.audit(),
         }
         new_events = [NewEvent(*codec.encode(event), metadata) for event in order.pending]
         expected = order.version if order.version else StreamState.NO_STREAM
@@ -141,6 +146,13 @@ async def _decide_and_append(
             result.position,
             result.duplicate,
         )
+
+
+_AUTH_NONE = access.Actor.unrestricted_access().audit()
+
+
+def _may_act_on(command: commands.Command, order: Order) -> bool:
+    return command.actor is None or access.owns(command.actor, order.customer_id)
 
 
 async def place_order(command: commands.PlaceOrder, context: HandlerContext) -> CommandResult:

@@ -18,13 +18,16 @@ from starlette.websockets import WebSocket
 from domain.bus import build_bus
 from graph import metrics
 from graph.access import AccessMiddleware, current_request
+from graph.authn import Authenticator, close_when_expired
 from graph.context import Context, Services
 from graph.health import Operations, healthz, readyz
 from graph.http import graphql_app
 from graph.persisted_queries import PersistedQueries
 from graph.pg_notifier import PostgresNotifier
+from graph.rate_limit import RateLimiter
 from graph.schema import build_schema
 from graph.settings import Settings
+from graph.tokens import TokenVerifier
 from graph.web import WebPages
 from graph.wiring import running_core
 from migrations import head_revision
@@ -37,9 +40,17 @@ log = logging.getLogger("ordergraph")
 
 def create_app(settings: Settings | None = None, *, pages: WebPages | None = None) -> Starlette:
     settings = settings or Settings.from_env()
+    jwt = settings.auth_mode == "jwt"  # raises InvalidSettings for a choice not allowed
+    authenticator = Authenticator(TokenVerifier(settings) if jwt else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not jwt:
+            log.warning(
+                "AUTH=none: every caller may read and change every order; "
+                "set AUTH=jwt before exposing this server (docs/security.md)"
+            )
+        await authenticator.load()
         async with running_core(settings, projector=settings.run_projector) as core:
             core.store.on_batch(metrics.observe_append_batch)
             if isinstance(core.notifier, PostgresNotifier):
@@ -58,6 +69,8 @@ def create_app(settings: Settings | None = None, *, pages: WebPages | None = Non
                 waiter=CheckpointWaiter(core.engine, core.notifier, PROJECTION_NAMES),
                 notifier=core.notifier,
                 read_wait_seconds=settings.read_wait_seconds,
+                authenticator=authenticator,
+                mutation_limiter=RateLimiter(settings.mutation_rate, settings.mutation_burst),
             )
             app.state.operations = Operations(
                 engine=core.engine,
@@ -75,7 +88,25 @@ def create_app(settings: Settings | None = None, *, pages: WebPages | None = Non
                 metrics.mark_worker_gone()
 
     async def context(request: Request | WebSocket, _response: Response | None) -> Context:
-        return Context(services=request.app.state.services, request=current_request.get())
+        services = request.app.state.services
+        info = current_request.get()
+        if isinstance(request, WebSocket):
+            # Anonymous until its connection_init names someone.
+            actor = authenticator.connecting()
+            return Context(services, actor, websocket=request, request=info)
+        return Context(services, await authenticator.http(request.headers), request=info)
+
+    async def on_connect(context: object) -> None:
+        assert isinstance(context, Context)
+        actor = context.actor = await authenticator.websocket(context.connection_params)
+        if actor.expires_at is not None and context.websocket is not None:
+            context.expiry = asyncio.create_task(
+                close_when_expired(context.websocket, actor.expires_at, settings.jwt_leeway)
+            )
+
+    def on_disconnect(context: object) -> None:
+        if isinstance(context, Context) and context.expiry is not None:
+            context.expiry.cancel()
 
     pages = pages or WebPages.load()
     graphql = graphql_app(
@@ -84,12 +115,16 @@ def create_app(settings: Settings | None = None, *, pages: WebPages | None = Non
             max_aliases=settings.max_aliases,
             max_tokens=settings.max_tokens,
             tracing=settings.tracing,
+            production=settings.production,
         ),
         max_body_bytes=settings.max_body_bytes,
         context_getter=context,
         playground_html=pages.playground_html,
         allowed_origins=settings.cors_origins,
         persisted_queries=PersistedQueries(settings.persisted_queries_max_bytes),
+        graphiql=not settings.production,
+        on_connect=on_connect,
+        on_disconnect=on_disconnect,
     )
     app = Starlette(
         routes=[

@@ -1,4 +1,5 @@
-"""The ``ordergraph`` command: serve, project, migrate, rebuild, export-schema, subscribe.
+"""The ``ordergraph`` command: serve, project, migrate, rebuild, export-schema, subscribe,
+token.
 
 Imports here are the standard library and our settings only; each command imports what it
 needs when it runs, so ``ordergraph --help`` answers at once. Exit codes: see graph/startup.py.
@@ -12,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 
 # Mirrors readmodels.registry.PROJECTION_NAMES (a test checks), which --help must not import.
 PROJECTION_NAMES = ("order_views", "customer_summaries", "daily_sales")
+# Mirrors domain.access.ROLES (a test checks), for the same reason.
+ROLES = ("customer", "staff", "payments")
 
 log = logging.getLogger("ordergraph")
 
@@ -184,7 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("query", help="the GraphQL subscription document")
     watch.add_argument("--url", help="default: ws://$HOST:$PORT/graphql")
     watch.add_argument("--variables", default="{}", help="JSON object")
+    watch.add_argument(
+        "--token", default=os.environ.get("TOKEN"), help="bearer token (default: $TOKEN)"
+    )
     sub.add_parser("export-schema", help="print the GraphQL SDL (what schema.graphql holds)")
+    token = sub.add_parser("token", help="mint a development token signed with JWT_SECRET")
+    token.add_argument("--sub", required=True, help="the token's subject")
+    token.add_argument("--role", action="append", default=[], choices=ROLES, dest="roles")
+    token.add_argument("--customer", help="the customer id (default for a customer: --sub)")
+    token.add_argument(
+        "--ttl", type=_argument(parse.integer(1, 366 * 86_400)), default=3600, help="seconds"
+    )
     rebuild_parser = sub.add_parser("rebuild", help="replay projections from the first event")
     known = ", ".join(PROJECTION_NAMES)
     rebuild_parser.add_argument("names", nargs="*", metavar="NAME", help=known)
@@ -234,6 +248,14 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
         from graph.server import serve
 
         return serve(settings)
+    if args.command == "token":
+        from graph.tokens import mint
+
+        try:
+            print(mint(settings, args.sub, args.roles, args.customer, ttl_seconds=args.ttl))
+        except ValueError as error:
+            parser.error(str(error))
+        return OK
     if args.command == "subscribe":
         from graph.watch import subscribe
 
@@ -243,7 +265,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
         except json.JSONDecodeError as error:
             parser.error(f"--variables is not JSON: {error}")
         with contextlib.suppress(KeyboardInterrupt):
-            ok = asyncio.run(subscribe(url, args.query, variables))
+            ok = asyncio.run(subscribe(url, args.query, variables, token=args.token))
             return OK if ok else SUBSCRIPTION_FAILED
         return INTERRUPTED
     from graph.logs import configure_logging

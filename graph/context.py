@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.websockets import WebSocket
+
+from domain.access import Actor
 from domain.bus import CommandBus
 from graph.access import RequestInfo
+from graph.authn import Authenticator
+from graph.rate_limit import RateLimiter
 from readmodels.notifier import Notifier
 from readmodels.queries import ReadModelQueries
 from readmodels.waiting import CheckpointWaiter
@@ -21,11 +27,20 @@ class Services:
     waiter: CheckpointWaiter
     notifier: Notifier
     read_wait_seconds: float
+    authenticator: Authenticator
+    mutation_limiter: RateLimiter
 
 
 @dataclass
 class Context:
     services: Services
+    # Who is calling (graph/authn.py); on a WebSocket, set from its connection_init payload.
+    actor: Actor
+    # A WebSocket's connection_init payload (strawberry sets it).
+    connection_params: dict[str, Any] | None = None
+    # A WebSocket connection, and the task that closes it when its token expires.
+    websocket: WebSocket | None = None
+    expiry: asyncio.Task[None] | None = None
     # Fields answered before their projection reached the requested position; reported in
     # the response's "extensions" (see graph/staleness.py).
     stale: list[dict[str, Any]] = field(default_factory=list)

@@ -22,11 +22,15 @@ from graphql import (
     DocumentNode,
     FieldNode,
     GraphQLError,
+    GraphQLSchema,
     OperationDefinitionNode,
     parse,
+    validate,
 )
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 MAX_DOCUMENTS = 128  # distinct query texts kept (strawberry's caches kept as many); bounds memory
 
@@ -61,10 +65,15 @@ def operation_label(document: DocumentNode, operation_name: str | None) -> str:
 
 
 def cached_documents(
-    *, max_tokens: int, rules: Sequence[type[ASTValidationRule]], maxsize: int = MAX_DOCUMENTS
+    *,
+    max_tokens: int,
+    rules: Sequence[type[ASTValidationRule]],
+    maxsize: int = MAX_DOCUMENTS,
+    hide_suggestions: bool = False,
 ) -> Callable[[], SchemaExtension]:
     """A factory for ``strawberry.Schema(extensions=[...])``; the cache is the factory's own,
-    so two schemas never share validation results."""
+    so two schemas never share validation results. ``hide_suggestions`` leaves graphql-core's
+    "Did you mean ...?" out of validation errors (they spell out the schema)."""
     limits = tuple(rules)
 
     @functools.lru_cache(maxsize=maxsize)
@@ -94,10 +103,11 @@ def cached_documents(
             else:
                 if cached.errors is None:
                     assert context.graphql_document is not None
-                    cached.errors = validate_document(
+                    cached.errors = _validate(
                         context.schema._schema,
                         context.graphql_document,
                         (*context.validation_rules, *limits),
+                        hide_suggestions,
                     )
                 context.pre_execution_errors = list(cached.errors)
                 request = getattr(context.context, "request", None)
@@ -110,3 +120,16 @@ def cached_documents(
             yield
 
     return CachedDocuments
+
+
+def _validate(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    rules: tuple[type[ASTValidationRule], ...],
+    hide_suggestions: bool,
+) -> list[GraphQLError]:
+    if not hide_suggestions:
+        return validate_document(schema, document, rules)
+    # strawberry's validate_document with graphql-core's hide_suggestions, which it cannot pass
+    strawberry_rules = (MaybeNullValidationRule, OneOfInputValidationRule)
+    return validate(schema, document, (*rules, *strawberry_rules), hide_suggestions=True)

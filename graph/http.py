@@ -23,7 +23,7 @@ from cross_web import (  # what strawberry's views raise and read, for HTTP-leve
     AsyncHTTPRequestAdapter,
     HTTPException,
 )
-from graphql import ASTValidationRule, GraphQLError
+from graphql import ASTValidationRule, GraphQLError, NoSchemaIntrospectionCustomRule
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Message, Receive, Scope, Send
@@ -37,8 +37,10 @@ from strawberry.http.base import BaseRequestProtocol
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET, UnsetType
 
 from graph.access import current_request
+from graph.authn import RejectingGraphQLWSHandler
 from graph.documents import cached_documents
 from graph.outages import RETRY_AFTER_SECONDS, any_unavailable, caused_by_outage, unavailable
 from graph.persisted_queries import PersistedQueries, PersistedQueryError
@@ -50,25 +52,34 @@ APPLICATION_JSON = "application/json"
 MASKED_MESSAGE = "Unexpected error."
 
 ContextGetter: TypeAlias = Callable[[Request | WebSocket, Response | None], Awaitable[object]]
+# Called with a WebSocket's context once its connection_init arrives (payload in
+# context.connection_params); raising ConnectionRejectionError closes it with 4403.
+ConnectHook: TypeAlias = Callable[[object], Awaitable[None]]
+# Called with a WebSocket's context once the connection has ended.
+DisconnectHook: TypeAlias = Callable[[object], None]
 ExtensionFactory: TypeAlias = type[SchemaExtension] | Callable[[], SchemaExtension]
 
 # Set on request.state by process_result, read when the response is finished.
 _REQUEST_ERROR = "graphql_request_error"
 _UNAVAILABLE = "graphql_unavailable"
+_WS_CONTEXT = "graphql_context"  # a WebSocket's context, on its state
 
 
 def schema_extensions(
-    *, max_depth: int, max_aliases: int, max_tokens: int
+    *, max_depth: int, max_aliases: int, max_tokens: int, production: bool = False
 ) -> list[ExtensionFactory]:
-    """Factories (not instances: strawberry wants one fresh extension per operation)."""
+    """Factories (not instances: strawberry wants one fresh extension per operation).
+    ``production``: no introspection, and no "Did you mean ...?" in validation errors."""
     # QueryDepthLimiter and MaxAliasesLimiter would build a new rule class per instance, that
     # is per operation, so nothing could be cached: build the rules once.
     limits: list[type[ASTValidationRule]] = [
         depth_limit_rule(max_depth, should_ignore=None),
         alias_limit_rule(max_aliases),
     ]
+    if production:
+        limits.append(NoSchemaIntrospectionCustomRule)
     return [
-        cached_documents(max_tokens=max_tokens, rules=limits),
+        cached_documents(max_tokens=max_tokens, rules=limits, hide_suggestions=production),
         lambda: LoggingMaskErrors(should_mask_error=is_unexpected, error_message=MASKED_MESSAGE),
     ]
 
@@ -118,6 +129,8 @@ class BodyTooLargeError(Exception):
 
 
 class GraphQLApp(GraphQL[object, None]):
+    graphql_ws_handler_class = RejectingGraphQLWSHandler  # 4403 on the legacy protocol too
+
     def __init__(
         self,
         schema: strawberry.Schema,
@@ -128,6 +141,8 @@ class GraphQLApp(GraphQL[object, None]):
         playground_html: str | None = None,
         allowed_origins: Sequence[str] = (),
         persisted_queries: PersistedQueries | None = None,
+        on_connect: ConnectHook | None = None,
+        on_disconnect: DisconnectHook | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -139,10 +154,17 @@ class GraphQLApp(GraphQL[object, None]):
         self._context_getter = context_getter
         self._playground_html = playground_html
         self._persisted_queries = persisted_queries
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                context = scope.get("state", {}).get(_WS_CONTEXT)
+                if context is not None and self._on_disconnect is not None:
+                    self._on_disconnect(context)
             return
         request = Request(scope, receive=self._limited(receive))
         media_type = response_media_type(request.headers.get("accept"))
@@ -196,7 +218,8 @@ class GraphQLApp(GraphQL[object, None]):
             return error_response(
                 405, "Mutations must be sent with POST.", media_type, allow="POST"
             )
-        return error_response(error.status_code, error.reason, media_type)
+        headers = getattr(error, "headers", None)  # e.g. WWW-Authenticate on a 401
+        return error_response(error.status_code, error.reason, media_type, headers=headers)
 
     async def render_graphql_ide(self, request: Request) -> Response:
         if self._playground_html is None:
@@ -222,9 +245,18 @@ class GraphQLApp(GraphQL[object, None]):
     ) -> object:
         if self._context_getter is None:
             return await super().get_context(request, response)
-        return await self._context_getter(
+        context = await self._context_getter(
             request, response if isinstance(response, Response) else None
         )
+        if isinstance(request, WebSocket):
+            setattr(request.state, _WS_CONTEXT, context)  # for on_disconnect
+        return context
+
+    async def on_ws_connect(self, context: object) -> UnsetType | dict[str, object] | None:
+        if self._on_connect is not None:
+            await self._on_connect(context)
+        unset: UnsetType = UNSET
+        return unset
 
     async def process_result(
         self, request: Request, result: ExecutionResult
@@ -253,6 +285,8 @@ def graphql_app(
     playground_html: str | None = None,
     allowed_origins: Sequence[str] = (),
     persisted_queries: PersistedQueries | None = None,
+    on_connect: ConnectHook | None = None,
+    on_disconnect: DisconnectHook | None = None,
 ) -> GraphQLApp:
     """One ASGI app to mount as both the HTTP and the WebSocket route at /graphql."""
     return GraphQLApp(
@@ -263,6 +297,8 @@ def graphql_app(
         playground_html=playground_html,
         allowed_origins=allowed_origins,
         persisted_queries=persisted_queries,
+        on_connect=on_connect,
+        on_disconnect=on_disconnect,
     )
 
 
@@ -310,10 +346,11 @@ def error_response(
     *,
     allow: str | None = None,
     code: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     error: dict[str, object] = {"message": message}
     if code is not None:
         error["extensions"] = {"code": code}
     body = json.dumps({"errors": [error]}, separators=(",", ":"))
-    headers = {"Allow": allow} if allow else None
-    return Response(body, status_code=status, media_type=media_type, headers=headers)
+    headers = {**(headers or {}), **({"Allow": allow} if allow else {})}
+    return Response(body, status_code=status, media_type=media_type, headers=headers or None)

@@ -14,7 +14,8 @@ from typing import Protocol, TypedDict
 
 import strawberry
 
-from domain import commands
+from domain import access, commands
+from domain.access import Actor
 from domain.commands import new_id, order_id_for
 from domain.values import Address, OrderLine
 from graph import input_plans
@@ -162,21 +163,27 @@ class _Targeting(TypedDict):
     order_id: str
     command_id: str
     expected_version: int | None
+    actor: Actor | None
 
 
-def _targeting(data: _ExistingOrderInput) -> _Targeting:
+def _targeting(data: _ExistingOrderInput, actor: Actor | None) -> _Targeting:
     """The fields every command on an existing order shares, checked once."""
     return {
         "order_id": identifier(data.order_id, "orderId"),
         "command_id": _command_id(data.command_id),
         "expected_version": _expected(data.expected_version),
+        "actor": actor,
     }
 
 
-def place_order(data: PlaceOrderInput) -> commands.PlaceOrder:
+def place_order(data: PlaceOrderInput, actor: Actor | None = None) -> commands.PlaceOrder:
     command_id = _command_id(data.command_id)
+    customer_id = identifier(data.customer_id, "customerId")
+    access.check_placement(actor, customer_id, order_id_chosen=data.order_id is not None)
     order_id = (
-        order_id_for(command_id) if data.order_id is None else identifier(data.order_id, "orderId")
+        order_id_for(access.idempotency_key(actor, command_id))
+        if data.order_id is None
+        else identifier(data.order_id, "orderId")
     )
     if len(data.items) > MAX_ITEMS:
         raise InputError("items", f"at most {MAX_ITEMS} items can be sent")
@@ -191,36 +198,39 @@ def place_order(data: PlaceOrderInput) -> commands.PlaceOrder:
     return commands.PlaceOrder(
         order_id=order_id,
         command_id=command_id,
-        customer_id=identifier(data.customer_id, "customerId"),
+        customer_id=customer_id,
+        actor=actor,
         lines=lines,
         shipping_address=address(data.shipping_address, "shippingAddress"),
     )
 
 
-def change_shipping_address(data: ChangeShippingAddressInput) -> commands.ChangeShippingAddress:
+def change_shipping_address(
+    data: ChangeShippingAddressInput, actor: Actor | None = None
+) -> commands.ChangeShippingAddress:
     return commands.ChangeShippingAddress(
-        **_targeting(data),
+        **_targeting(data, actor),
         shipping_address=address(data.shipping_address, "shippingAddress"),
     )
 
 
-def pay_order(data: PayOrderInput) -> commands.PayOrder:
+def pay_order(data: PayOrderInput, actor: Actor | None = None) -> commands.PayOrder:
     return commands.PayOrder(
-        **_targeting(data),
+        **_targeting(data, actor),
         amount=amount(data.amount, "amount"),
     )
 
 
-def ship_order(data: ShipOrderInput) -> commands.ShipOrder:
+def ship_order(data: ShipOrderInput, actor: Actor | None = None) -> commands.ShipOrder:
     return commands.ShipOrder(
-        **_targeting(data),
+        **_targeting(data, actor),
         carrier=text(data.carrier, "carrier"),
         tracking_number=text(data.tracking_number, "trackingNumber"),
     )
 
 
-def cancel_order(data: CancelOrderInput) -> commands.CancelOrder:
+def cancel_order(data: CancelOrderInput, actor: Actor | None = None) -> commands.CancelOrder:
     return commands.CancelOrder(
-        **_targeting(data),
+        **_targeting(data, actor),
         reason=text(data.reason, "reason"),
     )

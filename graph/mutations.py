@@ -11,10 +11,12 @@ from typing import TypeVar
 
 import strawberry
 
-from domain import errors
+from domain import access, errors
+from domain.access import Action, Actor
 from domain.commands import Command
 from graph import inputs, metrics
 from graph.context import Context
+from graph.permissions import allow
 from graph.types import (
     CancelOrderResult,
     ChangeShippingAddressResult,
@@ -43,7 +45,7 @@ _command_names: dict[object, str] = {
 
 
 async def dispatch(
-    info: strawberry.Info[Context, None], build: Callable[[I], Command], data: I
+    info: strawberry.Info[Context, None], build: Callable[[I, Actor], Command], data: I
 ) -> Outcome:
     outcome = await _dispatch(info, build, data)
     name = type(outcome).__name__
@@ -54,11 +56,13 @@ async def dispatch(
 
 
 async def _dispatch(
-    info: strawberry.Info[Context, None], build: Callable[[I], Command], data: I
+    info: strawberry.Info[Context, None], build: Callable[[I, Actor], Command], data: I
 ) -> Outcome:
     try:
-        command = build(data)
+        command = build(data, info.context.actor)
     except inputs.InputError as error:
+        return InvalidInput(field=error.field, message=error.message)
+    except access.PlacementRefused as error:
         return InvalidInput(field=error.field, message=error.message)
     try:
         result = await info.context.services.bus.dispatch(command)
@@ -82,31 +86,46 @@ async def _dispatch(
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Place a new order (command PlaceOrder).")
+    @strawberry.mutation(
+        description="Place a new order (command PlaceOrder).",
+        extensions=[allow(Action.PLACE_ORDER)],
+    )
     async def place_order(
         self, info: strawberry.Info[Context, None], input: inputs.PlaceOrderInput
     ) -> PlaceOrderResult:
         return await dispatch(info, inputs.place_order, input)
 
-    @strawberry.mutation(description="Change where an unshipped order goes.")
+    @strawberry.mutation(
+        description="Change where an unshipped order goes.",
+        extensions=[allow(Action.CHANGE_SHIPPING_ADDRESS)],
+    )
     async def change_shipping_address(
         self, info: strawberry.Info[Context, None], input: inputs.ChangeShippingAddressInput
     ) -> ChangeShippingAddressResult:
         return await dispatch(info, inputs.change_shipping_address, input)
 
-    @strawberry.mutation(description="Pay an order; the amount must equal its total.")
+    @strawberry.mutation(
+        description="Pay an order; the amount must equal its total.",
+        extensions=[allow(Action.PAY_ORDER)],
+    )
     async def pay_order(
         self, info: strawberry.Info[Context, None], input: inputs.PayOrderInput
     ) -> PayOrderResult:
         return await dispatch(info, inputs.pay_order, input)
 
-    @strawberry.mutation(description="Ship a paid order.")
+    @strawberry.mutation(
+        description="Ship a paid order.",
+        extensions=[allow(Action.SHIP_ORDER)],
+    )
     async def ship_order(
         self, info: strawberry.Info[Context, None], input: inputs.ShipOrderInput
     ) -> ShipOrderResult:
         return await dispatch(info, inputs.ship_order, input)
 
-    @strawberry.mutation(description="Cancel an order that has not shipped.")
+    @strawberry.mutation(
+        description="Cancel an order that has not shipped.",
+        extensions=[allow(Action.CANCEL_ORDER)],
+    )
     async def cancel_order(
         self, info: strawberry.Info[Context, None], input: inputs.CancelOrderInput
     ) -> CancelOrderResult:

@@ -16,8 +16,10 @@ from typing import Annotated
 import strawberry
 from graphql import GraphQLError
 
+from domain.access import Action
 from graph import metrics
 from graph.context import Context
+from graph.permissions import allow, scope
 from graph.types import (
     CustomerConnection,
     CustomerSummary,
@@ -68,7 +70,11 @@ def _page_size(first: int | None) -> int:
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="One order's view, or null if no such order is projected.")
+    @strawberry.field(
+        description="One order's view, or null if no such order is projected (or it is "
+        "another customer's).",
+        extensions=[allow(Action.READ_ORDERS)],
+    )
     async def order(
         self,
         info: Info,
@@ -76,10 +82,14 @@ class Query:
         at_least: Position | None = None,
     ) -> Order | None:
         await reached(info, at_least, ["order_views"])
-        view = await info.context.services.queries.order(str(id))
+        view = await info.context.services.queries.order(str(id), scope=scope(info))
         return None if view is None else Order.of(view)
 
-    @strawberry.field(description="Orders, newest first, optionally by customer and status.")
+    @strawberry.field(
+        description="Orders, newest first, optionally by customer and status (a customer's "
+        "token: only their own).",
+        extensions=[allow(Action.READ_ORDERS)],
+    )
     async def orders(
         self,
         info: Info,
@@ -96,12 +106,16 @@ class Query:
                 status=None if status is None else status.value,
                 first=_page_size(first),
                 after=after,
+                scope=scope(info),
             )
         except InvalidCursor as error:
             raise GraphQLError(str(error)) from None
         return OrderConnection.of(page)
 
-    @strawberry.field(description="A customer's order summary, or null.")
+    @strawberry.field(
+        description="A customer's order summary, or null.",
+        extensions=[allow(Action.READ_ORDERS)],
+    )
     async def customer(
         self,
         info: Info,
@@ -109,10 +123,13 @@ class Query:
         at_least: Position | None = None,
     ) -> CustomerSummary | None:
         await reached(info, at_least, ["customer_summaries"])
-        view = await info.context.services.queries.customer(str(id))
+        view = await info.context.services.queries.customer(str(id), scope=scope(info))
         return None if view is None else CustomerSummary.of(view)
 
-    @strawberry.field(description="Customers, most recent order first.")
+    @strawberry.field(
+        description="Customers, most recent order first.",
+        extensions=[allow(Action.READ_ALL_CUSTOMERS)],
+    )
     async def customers(
         self,
         info: Info,
@@ -127,7 +144,10 @@ class Query:
             raise GraphQLError(str(error)) from None
         return CustomerConnection.of(page)
 
-    @strawberry.field(description="Sales per UTC day from `from` to `to` inclusive.")
+    @strawberry.field(
+        description="Sales per UTC day from `from` to `to` inclusive.",
+        extensions=[allow(Action.READ_ALL_CUSTOMERS)],
+    )
     async def daily_sales(
         self,
         info: Info,
@@ -152,7 +172,10 @@ class Query:
             for d in days
         ]
 
-    @strawberry.field(description="Where each projection is, and how far behind the store.")
+    @strawberry.field(
+        description="Where each projection is, and how far behind the store.",
+        extensions=[allow(Action.READ_PROGRESS)],
+    )
     async def projections(
         self,
         info: Info,

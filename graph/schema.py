@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
@@ -20,6 +21,18 @@ logger = logging.getLogger("ordergraph.graph")
 
 
 class Schema(strawberry.Schema):
+    hide_suggestions = False  # production: no "Did you mean ...?" in variable errors either
+
+    def _get_custom_context_kwargs(
+        self, operation_extensions: dict[str, Any] | None = None, *, sync: bool = False
+    ) -> dict[str, Any]:
+        # The keyword arguments strawberry passes to graphql-core's execute(); it has no
+        # setting of its own for hide_suggestions.
+        kwargs = super()._get_custom_context_kwargs(operation_extensions, sync=sync)
+        if self.hide_suggestions:
+            kwargs["hide_suggestions"] = True
+        return kwargs
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -31,24 +44,37 @@ class Schema(strawberry.Schema):
 
 
 def build_schema(
-    *, max_depth: int = 12, max_aliases: int = 30, max_tokens: int = 2000, tracing: bool = False
+    *,
+    max_depth: int = 12,
+    max_aliases: int = 30,
+    max_tokens: int = 2000,
+    tracing: bool = False,
+    production: bool = False,
 ) -> strawberry.Schema:
+    """``production``: no introspection and no field suggestions in errors."""
     traced = []
     if tracing:
         from graph.tracing import schema_extensions as tracing_extensions
 
         traced = tracing_extensions()
-    return Schema(
+    schema = Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         config=StrawberryConfig(scalar_map={Position: POSITION_SCALAR}),
         extensions=[
-            *schema_extensions(max_depth=max_depth, max_aliases=max_aliases, max_tokens=max_tokens),
+            *schema_extensions(
+                max_depth=max_depth,
+                max_aliases=max_aliases,
+                max_tokens=max_tokens,
+                production=production,
+            ),
             StaleFields,
             *traced,
         ],
     )
+    schema.hide_suggestions = production
+    return schema
 
 
 def export_sdl() -> str:

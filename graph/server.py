@@ -17,7 +17,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
-from graph.settings import Settings
+from graph.settings import InvalidSettings, Settings
 from graph.startup import USAGE, StartupError, check_database, connect_args
 
 
@@ -56,6 +56,14 @@ def _check_tracing(settings: Settings) -> None:
             raise StartupError(
                 "TRACING=true needs OpenTelemetry: pip install 'ordergraph[otel]'", USAGE
             )
+
+
+def _check_auth(settings: Settings) -> None:
+    """Before touching the database: PostgreSQL and production need a deliberate AUTH."""
+    try:
+        settings.auth_mode  # noqa: B018 - raises InvalidSettings
+    except InvalidSettings as error:
+        raise StartupError("; ".join(error.problems), USAGE) from None
 
 
 async def _preflight(settings: Settings) -> None:
@@ -100,6 +108,7 @@ def serve(settings: Settings) -> int:
             USAGE,
         )
     _check_tracing(settings)
+    _check_auth(settings)
     configure_logging(settings)
     asyncio.run(_preflight(settings))
     options = {

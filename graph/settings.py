@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///ordergraph.db"
+MAX_LEEWAY = 300.0  # seconds: more clock skew than this is a broken clock, not skew
 
 Parser = Callable[[str], Any]
 
@@ -66,6 +67,25 @@ def seconds(low: float, high: float) -> Parser:
         return value
 
     return parse
+
+
+def number(low: float, high: float) -> Parser:
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(f"expected a number from {low:g} to {high:g}") from None
+        if not low <= value <= high:  # also refuses nan
+            raise ValueError(f"expected a number from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a value, not blank")
+    return value.strip()
 
 
 def choice(*accepted: str, lower: bool = True) -> Parser:
@@ -156,10 +176,61 @@ class Settings:
     stall_seconds: float = 30.0
     workers: int = 1
     tracing: bool = False  # OpenTelemetry spans; needs the `otel` extra
+    # Identity (docs/security.md). None: not chosen, which only SQLite outside production
+    # may leave at "none"; PostgreSQL needs AUTH=jwt or an explicit AUTH=none.
+    auth: str | None = None
+    environment: str = "development"  # "production": no introspection, suggestions, playground
+    jwt_secret: str | None = None  # HS256
+    jwt_public_key_file: str | None = None  # PEM: RS256 (RSA key) or ES256 (EC key)
+    jwt_jwks: str | None = None  # a JWKS document: a file path or an http(s) URL
+    jwt_issuer: str = "ordergraph"
+    jwt_audience: str = "ordergraph"
+    jwt_leeway: float = 30.0  # seconds of clock skew allowed on exp/nbf/iat
+    jwt_roles_claim: str = "roles"
+    jwt_customer_claim: str = "customer_id"
+    # Mutations per second per token subject (token bucket, in memory per process); 0: off.
+    mutation_rate: float = 10.0
+    mutation_burst: int = 20
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def production(self) -> bool:
+        return self.environment.strip().lower() == "production"
+
+    @property
+    def auth_mode(self) -> str:
+        """``none`` or ``jwt``; raises InvalidSettings when the choice is not allowed. Checked
+        by the server only: migrate, project and rebuild serve no one."""
+        mode = self.auth
+        if mode is None:
+            if self.is_sqlite and not self.production:
+                return "none"  # the zero-set-up default
+            raise InvalidSettings(
+                [
+                    "AUTH is not set: with PostgreSQL or ENVIRONMENT=production set AUTH=jwt "
+                    "(and JWT_SECRET, JWT_PUBLIC_KEY_FILE or JWT_JWKS), or AUTH=none explicitly"
+                ]
+            )
+        mode = mode.strip().lower()
+        if mode not in ("none", "jwt"):
+            raise InvalidSettings([f"AUTH must be none or jwt, not {self.auth!r}"])
+        problems = []
+        if mode == "jwt":
+            keys = [self.jwt_secret, self.jwt_public_key_file, self.jwt_jwks]
+            if sum(k is not None for k in keys) != 1:
+                problems.append(
+                    "AUTH=jwt needs exactly one of JWT_SECRET, JWT_PUBLIC_KEY_FILE, JWT_JWKS"
+                )
+            if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:
+                problems.append("JWT_SECRET must be at least 32 bytes (HS256)")
+            if not 0 <= self.jwt_leeway <= MAX_LEEWAY:
+                problems.append(f"JWT_LEEWAY must be between 0 and {MAX_LEEWAY:g} seconds")
+        if problems:
+            raise InvalidSettings(problems)
+        return mode
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -211,6 +282,18 @@ VARIABLES: tuple[Var, ...] = (
     Var("STALL_SECONDS", "stall_seconds", seconds(0.1, 86_400)),
     Var("WORKERS", "workers", integer(1, 64)),
     Var("TRACING", "tracing", flag),
+    Var("AUTH", "auth", choice("none", "jwt")),
+    Var("ENVIRONMENT", "environment", choice("development", "production")),
+    Var("JWT_SECRET", "jwt_secret", text),
+    Var("JWT_PUBLIC_KEY_FILE", "jwt_public_key_file", text),
+    Var("JWT_JWKS", "jwt_jwks", text),
+    Var("JWT_ISSUER", "jwt_issuer", text),
+    Var("JWT_AUDIENCE", "jwt_audience", text),
+    Var("JWT_LEEWAY", "jwt_leeway", seconds(0, MAX_LEEWAY)),
+    Var("JWT_ROLES_CLAIM", "jwt_roles_claim", text),
+    Var("JWT_CUSTOMER_CLAIM", "jwt_customer_claim", text),
+    Var("MUTATION_RATE", "mutation_rate", number(0, 1_000_000)),
+    Var("MUTATION_BURST", "mutation_burst", integer(1, 1_000_000)),
 )
 
 assert {v.field for v in VARIABLES} <= {f.name for f in fields(Settings)}

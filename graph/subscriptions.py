@@ -11,9 +11,11 @@ from collections.abc import AsyncGenerator, Sequence
 import strawberry
 from graphql import GraphQLError
 
+from domain.access import Action
 from domain.outages import once_more_after_outage
 from graph import metrics
 from graph.context import Context
+from graph.permissions import allow, scope
 from graph.types import CaughtUp, Order, Position, ProjectionStatus, ProjectionUpdate
 from readmodels.notifier import RESYNC
 from readmodels.registry import PROJECTION_NAMES
@@ -31,7 +33,10 @@ def _names(projections: Sequence[str] | None) -> list[str]:
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(description="Every checkpoint advance of the named projections.")
+    @strawberry.subscription(
+        description="Every checkpoint advance of the named projections.",
+        extensions=[allow(Action.READ_PROGRESS)],
+    )
     async def projection_updated(
         self, info: Info, projections: list[str] | None = None
     ) -> AsyncGenerator[ProjectionUpdate, None]:
@@ -57,7 +62,8 @@ class Subscription:
 
     @strawberry.subscription(
         description="One event when every named projection (default: all) has reached the "
-        "position, then completes. Emits at once if they are already there."
+        "position, then completes. Emits at once if they are already there.",
+        extensions=[allow(Action.READ_PROGRESS)],
     )
     async def caught_up(
         self,
@@ -73,25 +79,29 @@ class Subscription:
         yield CaughtUp(position=position, projections=[ProjectionStatus.of(s) for s in statuses])
 
     @strawberry.subscription(
-        description="The order's view now (if it exists) and each time its row changes."
+        description="The order's view now (if it exists) and each time its row changes.",
+        extensions=[allow(Action.READ_ORDERS)],
     )
     async def order_changed(self, info: Info, id: strawberry.ID) -> AsyncGenerator[Order, None]:
         services = info.context.services
+        customer = scope(info)  # another customer's order never appears: as if it did not exist
         seen = 0
         with metrics.OPEN_SUBSCRIPTIONS.track_inprogress():
             async with services.notifier.subscribe() as updates:
-                view = await services.queries.order(str(id))
+                view = await services.queries.order(str(id), scope=customer)
                 if view is not None:
                     seen = view.last_position
                     yield Order.of(view)
                 async for update in updates:
                     # RESYNC: the order may have changed while notifications were being lost.
                     if update.projection == RESYNC:
-                        view = await once_more_after_outage(lambda: services.queries.order(str(id)))
+                        view = await once_more_after_outage(
+                            lambda: services.queries.order(str(id), scope=customer)
+                        )
                     elif update.projection != "order_views" or update.position <= seen:
                         continue
                     else:
-                        view = await services.queries.order(str(id))
+                        view = await services.queries.order(str(id), scope=customer)
                     if view is not None and view.last_position > seen:
                         seen = view.last_position
                         yield Order.of(view)

@@ -10,6 +10,9 @@ from typing import Annotated, NewType
 
 import strawberry
 
+from domain.access import Action
+from graph.context import Context
+from graph.permissions import allow
 from readmodels import queries as q
 
 Position = NewType("Position", int)
@@ -54,6 +57,20 @@ class OrderLine:
     line_total: Decimal
 
 
+@strawberry.type(description="One event of an order, and who caused it.")
+class HistoryEntry:
+    version: int
+    position: Position
+    event_type: str
+    recorded_at: datetime
+    command_id: str | None
+    subject: str | None = strawberry.field(
+        description="The token subject that caused it (null: recorded before events named "
+        "who caused them; `anonymous`: AUTH=none)."
+    )
+    roles: list[str]
+
+
 @strawberry.type
 class Order:
     id: strawberry.ID
@@ -67,6 +84,25 @@ class Order:
     shipped_at: datetime | None
     cancelled_at: datetime | None
     version: int
+
+    @strawberry.field(
+        description="Every event of the order with who caused it, oldest first (staff only).",
+        extensions=[allow(Action.READ_HISTORY)],
+    )
+    async def history(self, info: strawberry.Info[Context, None]) -> list[HistoryEntry] | None:
+        entries = await info.context.services.queries.order_history(str(self.id))
+        return [
+            HistoryEntry(
+                version=e.version,
+                position=Position(e.position),
+                event_type=e.event_type,
+                recorded_at=e.recorded_at,
+                command_id=e.command_id,
+                subject=e.subject,
+                roles=list(e.roles),
+            )
+            for e in entries
+        ]
 
     @classmethod
     def of(cls, view: q.OrderView) -> Order:
@@ -183,7 +219,14 @@ class ProjectionStatus:
     position: Position
     lag: int
     state: str
-    error: str | None
+    error_text: strawberry.Private[str | None]
+
+    @strawberry.field(
+        description="Why the projection failed, when it did (null for all but staff).",
+        extensions=[allow(Action.READ_PROJECTION_ERRORS, fail_silently=True)],
+    )
+    def error(self) -> str | None:
+        return self.error_text
 
     @classmethod
     def of(cls, view: q.ProjectionStatusView) -> ProjectionStatus:
@@ -192,7 +235,7 @@ class ProjectionStatus:
             position=Position(view.position),
             lag=view.lag,
             state=view.state,
-            error=view.error,
+            error_text=view.error,
         )
 
 

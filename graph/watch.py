@@ -21,18 +21,23 @@ def _complain(message: str) -> None:
     print(f"ordergraph: {message}", file=sys.stderr, flush=True)
 
 
-async def subscribe(url: str, query: str, variables: dict[str, Any] | None = None) -> bool:
+async def subscribe(
+    url: str, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+) -> bool:
     ws_url = "ws" + url.removeprefix("http") if url.startswith("http") else url
     try:
-        return await _subscribe(ws_url, query, variables)
+        return await _subscribe(ws_url, query, variables, token)
     except (OSError, WebSocketException) as error:
         _complain(f"subscription to {ws_url} failed: {error}")
         return False
 
 
-async def _subscribe(ws_url: str, query: str, variables: dict[str, Any] | None) -> bool:
+async def _subscribe(
+    ws_url: str, query: str, variables: dict[str, Any] | None, token: str | None
+) -> bool:
+    payload = {} if token is None else {"Authorization": f"Bearer {token}"}
     async with connect(ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
-        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
         await ws.send(
             json.dumps(
                 {
@@ -57,5 +62,6 @@ async def _subscribe(ws_url: str, query: str, variables: dict[str, Any] | None) 
                 return False
             elif kind == "complete":
                 return ok
-        _complain(f"{ws_url} closed the connection before the subscription completed")
+        reason = f" ({ws.close_code} {ws.close_reason})" if ws.close_code else ""
+        _complain(f"{ws_url} closed the connection before the subscription completed{reason}")
         return False

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,6 +28,8 @@ _COLUMNS = (
     events.c.event_type,
     events.c.schema_version,
     sa.type_coerce(events.c.data, sa.Text).label("data"),
+    sa.type_coerce(events.c.meta, sa.Text).label("meta"),
+    events.c.recorded_at,
 )
 
 
@@ -39,6 +42,8 @@ class StoredEvent:
     # JSON text, not yet decoded (SQLite); PostgreSQL's JSONB can only hold valid JSON, and
     # asyncpg hands it over already parsed.
     data: str | dict[str, Any]
+    meta: str | dict[str, Any]  # the same, for the metadata (who caused it: order history)
+    recorded_at: datetime
 
 
 class PoisonedEvent(Exception):
@@ -85,8 +90,11 @@ class Batch:
                 if isinstance(data, str):
                     data = json.loads(data)
                 event = codec.decode(stored.event_type, stored.schema_version, data)
+                meta = json.loads(stored.meta) if isinstance(stored.meta, str) else stored.meta
             except Exception as error:
                 raise PoisonedEvent(stored.position, error) from error
-            found = Envelope(stored.position, stored.stream_version, event)
+            found = Envelope(
+                stored.position, stored.stream_version, event, meta, stored.recorded_at
+            )
             self._decoded[stored.position] = found
         return found

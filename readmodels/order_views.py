@@ -9,12 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain import events
 from readmodels.projection import Envelope, Projection, Row, load_rows, upsert
-from readmodels.tables import order_views
+from readmodels.tables import order_history, order_views
 
 
 class OrderViews(Projection):
     name = "order_views"
-    tables = (order_views,)
+    tables = (order_views, order_history)
     handles = None  # every event of an order is a new version of its view
 
     async def apply(self, conn: AsyncConnection, batch: Sequence[Envelope]) -> None:
@@ -32,6 +32,21 @@ class OrderViews(Projection):
             row["version"] = envelope.stream_version
             row["last_position"] = envelope.position
         await upsert(conn, order_views, list(rows[i] for i in ids), ["order_id"])
+        await upsert(conn, order_history, [_history(e) for e in batch], ["order_id", "version"])
+
+
+def _history(envelope: Envelope) -> Row:
+    actor = envelope.metadata.get("actor") or {}
+    return {
+        "order_id": envelope.event.order_id,
+        "version": envelope.stream_version,
+        "position": envelope.position,
+        "event_type": type(envelope.event).__name__,
+        "recorded_at": envelope.recorded_at or envelope.event.occurred_at,
+        "command_id": envelope.metadata.get("command_id"),
+        "subject": actor.get("subject"),
+        "roles": actor.get("roles", []),
+    }
 
 
 def _placed(event: events.OrderPlaced, position: int) -> Row:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +30,8 @@ class Envelope:
     position: int
     stream_version: int
     event: Event
+    metadata: dict[str, Any] = field(default_factory=dict)  # command ids, who caused it
+    recorded_at: datetime | None = None
 
 
 class Projection(ABC):

@@ -18,7 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.db import reader
 from domain.tables import events
-from readmodels.tables import checkpoints, customer_summaries, daily_sales, order_views
+from readmodels.tables import (
+    checkpoints,
+    customer_summaries,
+    daily_sales,
+    order_history,
+    order_views,
+)
 
 T = TypeVar("T")
 MAX_PAGE = 100
@@ -61,6 +67,17 @@ class OrderView:
     tracking_number: str | None
     version: int
     last_position: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntryView:
+    version: int
+    position: int
+    event_type: str
+    recorded_at: datetime
+    command_id: str | None
+    subject: str | None  # None: recorded before events named who caused them
+    roles: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +145,37 @@ class ReadModelQueries:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = reader(engine)  # every query here is one statement, or may as well be
 
-    async def order(self, order_id: str) -> OrderView | None:
+    # ``scope``: the one customer whose rows the caller may see (domain/access.py), or None
+    # for all. Another customer's row is then simply not there.
+
+    async def order(self, order_id: str, scope: str | None = None) -> OrderView | None:
+        query = sa.select(order_views).where(order_views.c.order_id == order_id)
+        if scope is not None:
+            query = query.where(order_views.c.customer_id == scope)
         async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(sa.select(order_views).where(order_views.c.order_id == order_id))
-            ).first()
+            row = (await conn.execute(query)).first()
         return None if row is None else _order(row)
+
+    async def order_history(self, order_id: str) -> list[HistoryEntryView]:
+        query = (
+            sa.select(order_history)
+            .where(order_history.c.order_id == order_id)
+            .order_by(order_history.c.version)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            HistoryEntryView(
+                row.version,
+                row.position,
+                row.event_type,
+                row.recorded_at,
+                row.command_id,
+                row.subject,
+                tuple(row.roles),
+            )
+            for row in rows
+        ]
 
     async def orders(
         self,
@@ -141,18 +183,25 @@ class ReadModelQueries:
         status: str | None = None,
         first: int = 20,
         after: str | None = None,
+        scope: str | None = None,
     ) -> Page[OrderView]:
         """Newest first."""
         filters: list[Any] = []
         if customer_id is not None:
             filters.append(order_views.c.customer_id == customer_id)
+        if scope is not None:
+            filters.append(order_views.c.customer_id == scope)
         if status is not None:
             filters.append(order_views.c.status == status)
         return await self._page(
             order_views, order_views.c.placed_position, filters, first, after, _order
         )
 
-    async def customer(self, customer_id: str) -> CustomerSummaryView | None:
+    async def customer(
+        self, customer_id: str, scope: str | None = None
+    ) -> CustomerSummaryView | None:
+        if scope is not None and scope != customer_id:
+            return None
         query = sa.select(customer_summaries).where(customer_summaries.c.customer_id == customer_id)
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()

@@ -68,6 +68,21 @@ order_views = sa.Table(
     sa.Index("ix_order_views_status", "status", "placed_position"),
 )
 
+# Who caused each event of an order (from the events' metadata): staff see it as the order's
+# history. Owned by the order_views projection, so it is as current as the order it describes.
+order_history = sa.Table(
+    "order_history",
+    metadata,
+    sa.Column("order_id", sa.String(100), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("event_type", sa.String(100), nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    sa.Column("command_id", sa.String(200)),
+    sa.Column("subject", sa.String(255)),
+    sa.Column("roles", Json, nullable=False),
+)
+
 customer_summaries = sa.Table(
     "customer_summaries",
     metadata,

@@ -21,7 +21,12 @@ from tests.test_graphql_e2e import Server
 async def running(
     engine: AsyncEngine, database_url: str, **overrides: Any
 ) -> AsyncIterator[Server]:
-    options: dict[str, Any] = {"read_wait_seconds": 5, "poll_interval": 0.2, **overrides}
+    options: dict[str, Any] = {
+        "read_wait_seconds": 5,
+        "poll_interval": 0.2,
+        "auth": "none",
+        **overrides,
+    }
     app = create_app(Settings(database_url=database_url, **options))
     async with (
         serve_app(app) as url,

@@ -210,14 +210,18 @@ class GraphQLWebSocket:
 
 @contextlib.asynccontextmanager
 async def graphql_ws(
-    url: str, protocol: Protocol = "graphql-transport-ws"
+    url: str,
+    protocol: Protocol = "graphql-transport-ws",
+    *,
+    payload: dict[str, Any] | None = None,
 ) -> AsyncIterator[GraphQLWebSocket]:
-    """Connect (``http://`` URLs become ``ws://``), initialize, and close on exit."""
+    """Connect (``http://`` URLs become ``ws://``), initialize with ``payload`` (e.g. a
+    token), and close on exit."""
     ws_url = "ws" + url.removeprefix("http") if url.startswith("http") else url
     async with connect(ws_url, subprotocols=[Subprotocol(protocol)]) as connection:
         ws = GraphQLWebSocket(connection, protocol)
         try:
-            await ws.initialize()
+            await ws.initialize(payload)
             yield ws
         finally:
             await ws.close()

@@ -19,8 +19,10 @@ from starlette.routing import Route
 
 from graph.app import create_app
 from graph.settings import Settings
+from graph.tokens import mint
 from tests.browser import chromium, offline_page
 from tests.serving import serve_app
+from tests.test_graphql_e2e import PLACE, place_input
 
 PAY = (
     "mutation($input: PayOrderInput!) { payOrder(input: $input) { __typename"
@@ -37,7 +39,13 @@ async def browser() -> AsyncIterator[Browser]:
 @contextlib.asynccontextmanager
 async def service(database_url: str, **overrides: Any) -> AsyncIterator[str]:
     settings = Settings(
-        database_url=database_url, read_wait_seconds=5, poll_interval=0.2, **overrides
+        **{
+            "database_url": database_url,
+            "read_wait_seconds": 5,
+            "poll_interval": 0.2,
+            "auth": "none",
+            **overrides,
+        }
     )
     async with serve_app(create_app(settings)) as url:
         yield url
@@ -219,3 +227,36 @@ def test_cors_origins_must_be_exact() -> None:
     for wrong in ("*", "http://localhost:5173/", "localhost:5173", "https://*.example"):
         with pytest.raises(ValueError, match="CORS_ORIGINS"):
             Settings.from_env({"CORS_ORIGINS": wrong})
+
+
+async def test_the_desk_sends_its_token_and_a_customer_sees_only_their_own_orders(
+    browser: Browser, engine: AsyncEngine, database_url: str
+) -> None:
+    secret = "a-browser-test-secret-long-enough-for-hs256"
+    minting = Settings(auth="jwt", jwt_secret=secret)
+    alice = mint(minting, "alice", ["customer"], "alice")
+    staff = mint(minting, "sam", ["staff"])
+    async with (
+        service(database_url, auth="jwt", jwt_secret=secret) as url,
+        offline_page(browser) as tab,
+        httpx.AsyncClient(base_url=url, timeout=10) as desk_client,
+    ):
+        bobs = await desk_client.post(
+            "/graphql",
+            json={"query": PLACE, "variables": {"input": place_input(customerId="bob")}},
+            headers={"Authorization": f"Bearer {staff}"},
+        )
+        bobs_id = bobs.json()["data"]["placeOrder"]["orderId"]
+
+        page = tab.page
+        await page.add_init_script(f"localStorage.setItem('ordergraph.token', '{alice}')")
+        await page.goto(url + "/")
+        await expect(page.locator("#socket-state")).to_have_text("live")  # connection_init
+        await page.get_by_role("button", name="Place order").click()  # customer "alice"
+        await expect(page.locator("#write-visible")).to_contain_text("Visible in the read side")
+        card = page.locator("#write-order .order-card")
+        order_id = await card.get_attribute("data-order-id")
+        await expect(page.locator(f'tr[data-order-id="{order_id}"]')).to_have_count(1)
+        await expect(page.locator(f'tr[data-order-id="{bobs_id}"]')).to_have_count(0)
+        await tab.screenshot(f"desk-customer-token-{engine.dialect.name}")
+        assert tab.blocked == []

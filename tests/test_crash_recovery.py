@@ -28,7 +28,7 @@ async def server_process(
     database_url: str,
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "warning"}
+    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "warning", "AUTH": "none"}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -97,7 +97,13 @@ async def running(
     engine: AsyncEngine, database_url: str, **overrides: Any
 ) -> AsyncIterator[Server]:
     settings = Settings(
-        database_url=database_url, read_wait_seconds=5, poll_interval=0.2, **overrides
+        **{
+            "database_url": database_url,
+            "read_wait_seconds": 5,
+            "poll_interval": 0.2,
+            "auth": "none",  # these tests are about the contract; tests/test_access.py: tokens
+            **overrides,
+        }
     )
     app = create_app(settings)
     async with (
@@ -364,7 +370,7 @@ async def test_a_write_on_one_server_is_announced_on_another(
     engine: AsyncEngine, database_url: str
 ) -> None:
     command = [sys.executable, "-m", "graph.cli", "serve", "--port", "{port}"]
-    env = {**os.environ, "DATABASE_URL": database_url, "POLL_INTERVAL": "0.2"}
+    env = {**os.environ, "DATABASE_URL": database_url, "POLL_INTERVAL": "0.2", "AUTH": "none"}
     async with (
         serve_process(command, env) as writer_url,
         serve_process(command, {**env, "RUN_PROJECTOR": "false"}) as reader_url,
@@ -389,7 +395,7 @@ async def test_an_unmigrated_postgres_database_is_refused_at_start_up(
         head = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
         await conn.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
     try:
-        app = create_app(Settings(database_url=database_url))
+        app = create_app(Settings(database_url=database_url, auth="none"))
         with pytest.raises(SchemaOutOfDate, match="ordergraph migrate"):
             async with app.router.lifespan_context(app):
                 pass
@@ -406,7 +412,7 @@ async def test_a_projector_process_serves_api_replicas_without_polling(
 ) -> None:
     # The projector polls only every minute: a prompt caughtUp proves the API replica's
     # append was announced to it through PostgreSQL.
-    env = {**os.environ, "DATABASE_URL": database_url, "POLL_INTERVAL": "60"}
+    env = {**os.environ, "DATABASE_URL": database_url, "POLL_INTERVAL": "60", "AUTH": "none"}
     projector = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -46,7 +46,9 @@ async def run_clients(url: str) -> dict[str, Any]:
 async def test_apollo_and_urql_read_their_own_writes_and_see_stale_answers(
     engine: AsyncEngine, database_url: str
 ) -> None:
-    settings = Settings(database_url=database_url, read_wait_seconds=0.5, poll_interval=0.2)
+    settings = Settings(
+        database_url=database_url, read_wait_seconds=0.5, poll_interval=0.2, auth="none"
+    )
     async with serve_app(create_app(settings)) as url:
         result = await run_clients(url + "/graphql")
 

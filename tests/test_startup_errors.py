@@ -28,7 +28,7 @@ async def run_cli(*args: str, **env: str) -> tuple[int, str, str]:
         "-m",
         "graph.cli",
         *args,
-        env={**os.environ, **env},
+        env={**os.environ, "AUTH": "none", **env},  # about the database, not identity
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -63,6 +63,7 @@ async def test_two_workers_serve_and_share_notifications(
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
+        "AUTH": "none",
         "LOG_FORMAT": "json",
         "POLL_INTERVAL": "60",  # wake-ups must come by notification, not by poll
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
