@@ -64,7 +64,7 @@ async def test_concurrent_unconditional_commands_through_one_server_are_all_acce
 async def test_concurrent_unconditional_commands_across_two_replicas_are_all_accepted(
     engine: AsyncEngine, database_url: str
 ) -> None:
-    env = {**os.environ, "DATABASE_URL": database_url, "RUN_PROJECTOR": "false"}
+    env = {**os.environ, "DATABASE_URL": database_url, "RUN_PROJECTOR": "false", "AUTH": "none"}
     command = [sys.executable, "-m", "graph.cli", "serve", "--port", "{port}"]
     async with (
         serve_process(command, env) as first_url,

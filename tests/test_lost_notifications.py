@@ -106,7 +106,7 @@ async def own_postgres() -> AsyncIterator[PrivatePostgres]:
 async def test_caught_up_is_delivered_across_a_database_restart(
     own_postgres: PrivatePostgres,
 ) -> None:
-    env = {**os.environ, "DATABASE_URL": own_postgres.url, "RUN_PROJECTOR": "false"}
+    env = {**os.environ, "DATABASE_URL": own_postgres.url, "RUN_PROJECTOR": "false", "AUTH": "none"}
     command = [sys.executable, "-m", "graph.cli", "serve", "--port", "{port}"]
     engine = create_engine(own_postgres.url)
     try:

@@ -48,7 +48,9 @@ def assert_unavailable(response: httpx.Response) -> None:
 async def test_an_outage_is_a_retryable_503_and_commands_resent_get_their_first_answer(
     own_postgres: PrivatePostgres,
 ) -> None:
-    settings = Settings(database_url=own_postgres.url, db_timeout=DB_TIMEOUT, poll_interval=0.2)
+    settings = Settings(
+        database_url=own_postgres.url, db_timeout=DB_TIMEOUT, poll_interval=0.2, auth="none"
+    )
     before, during = str(uuid.uuid4()), str(uuid.uuid4())
     async with (
         serve_app(create_app(settings)) as url,
@@ -81,7 +83,7 @@ async def test_an_outage_is_a_retryable_503_and_commands_resent_get_their_first_
 async def test_a_sqlite_database_locked_by_another_process_is_a_retryable_503(
     engine: AsyncEngine, database_url: str
 ) -> None:
-    settings = Settings(database_url=database_url, db_timeout=0.5, poll_interval=0.2)
+    settings = Settings(database_url=database_url, db_timeout=0.5, poll_interval=0.2, auth="none")
     command_id = str(uuid.uuid4())
     async with (
         serve_app(create_app(settings)) as url,
