@@ -1,9 +1,10 @@
 """GraphQL inputs, and their validation at the edge into domain commands.
 
 GraphQL's type system already refuses wrong types and missing required fields. What it cannot
-say (lengths, formats, decimal places) is checked here and reported as ``InvalidInput`` naming
-the field, before any command exists. Business rules (quantity range, price sign, payment
-amount) are the aggregate's, not checked here.
+say (lengths, characters, formats, decimal places, magnitudes: the bounds of domain/limits.py)
+is checked here and reported as ``InvalidInput`` naming the field, before any command exists.
+Business rules (quantity range, price sign, payment amount) are the aggregate's, not checked
+here.
 """
 
 from __future__ import annotations
@@ -17,12 +18,17 @@ import strawberry
 from domain import access, commands
 from domain.access import Actor
 from domain.commands import new_id, order_id_for
+from domain.limits import (
+    MAX_ORDER_TOTAL,
+    MAX_UNIT_PRICE,
+    id_problem,
+    money_problem,
+    text_problem,
+)
 from domain.values import Address, OrderLine
 from graph import input_plans
 
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,99}")
 COUNTRY_PATTERN = re.compile(r"[A-Z]{2}")
-MAX_TEXT = 200
 MAX_ITEMS = 1000  # the aggregate's rule is 100 lines; this only bounds the work of checking
 
 
@@ -101,31 +107,23 @@ input_plans.install(
 
 
 def identifier(value: str, field: str) -> str:
-    if not ID_PATTERN.fullmatch(value):
-        raise InputError(
-            field,
-            f"{field} must be 1-100 letters, digits or . _ : - (starting with a letter or digit)",
-        )
+    if (problem := id_problem(value)) is not None:
+        raise InputError(field, f"{field} {problem}")
     return value
 
 
 def text(value: str, field: str, *, optional: bool = False) -> str:
     value = value.strip()
-    if not value and not optional:
-        raise InputError(field, f"{field} must not be empty")
-    if len(value) > MAX_TEXT:
-        raise InputError(field, f"{field} must be at most {MAX_TEXT} characters")
+    if not value and optional:
+        return value
+    if (problem := text_problem(value)) is not None:
+        raise InputError(field, f"{field} {problem}")
     return value
 
 
-def amount(value: Decimal, field: str) -> Decimal:
-    if not value.is_finite():
-        raise InputError(field, f"{field} must be a finite decimal number")
-    exponent = value.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -2:
-        raise InputError(field, f"{field} must have at most 2 decimal places")
-    if abs(value) >= Decimal("1e12"):
-        raise InputError(field, f"{field} is too large")
+def amount(value: Decimal, field: str, maximum: Decimal) -> Decimal:
+    if (problem := money_problem(value, maximum)) is not None:
+        raise InputError(field, f"{field} {problem}")
     return value
 
 
@@ -191,7 +189,7 @@ def place_order(data: PlaceOrderInput, actor: Actor | None = None) -> commands.P
         OrderLine(
             sku=text(item.sku, f"items[{n}].sku"),
             quantity=item.quantity,
-            unit_price=amount(item.unit_price, f"items[{n}].unitPrice"),
+            unit_price=amount(item.unit_price, f"items[{n}].unitPrice", MAX_UNIT_PRICE),
         )
         for n, item in enumerate(data.items)
     )
@@ -217,7 +215,7 @@ def change_shipping_address(
 def pay_order(data: PayOrderInput, actor: Actor | None = None) -> commands.PayOrder:
     return commands.PayOrder(
         **_targeting(data, actor),
-        amount=amount(data.amount, "amount"),
+        amount=amount(data.amount, "amount", MAX_ORDER_TOTAL),
     )
 
 

@@ -9,19 +9,27 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
 
+from domain.limits import MAX_TEXT, MONEY_PLACES, MONEY_PRECISION, SUM_PRECISION
 from domain.tables import Json, UTCDateTime, metadata
 
 
 class Money(sa.TypeDecorator[Decimal]):
-    """NUMERIC on PostgreSQL; exact decimal text on SQLite, which has no decimal type."""
+    """NUMERIC on PostgreSQL; exact decimal text on SQLite, which has no decimal type.
 
-    impl = sa.Numeric(14, 2)
+    ``precision`` digits (domain/limits.py): MONEY_PRECISION holds one order's money,
+    SUM_PRECISION sums over any number of orders."""
+
+    impl = sa.Numeric(MONEY_PRECISION, MONEY_PLACES)
     cache_ok = True
+
+    def __init__(self, precision: int = MONEY_PRECISION) -> None:
+        super().__init__()
+        self.precision = precision
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
-            return dialect.type_descriptor(sa.String(32))
-        return dialect.type_descriptor(sa.Numeric(14, 2, asdecimal=True))
+            return dialect.type_descriptor(sa.String(self.precision + 2))
+        return dialect.type_descriptor(sa.Numeric(self.precision, MONEY_PLACES, asdecimal=True))
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
         if value is None:
@@ -51,14 +59,14 @@ order_views = sa.Table(
     sa.Column("customer_id", sa.String(100), nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("lines", Json, nullable=False),
-    sa.Column("total", Money, nullable=False),
+    sa.Column("total", Money(MONEY_PRECISION), nullable=False),
     sa.Column("shipping_address", Json, nullable=False),
     sa.Column("placed_at", UTCDateTime, nullable=False),
     sa.Column("paid_at", UTCDateTime),
     sa.Column("shipped_at", UTCDateTime),
     sa.Column("cancelled_at", UTCDateTime),
-    sa.Column("carrier", sa.String(100)),
-    sa.Column("tracking_number", sa.String(100)),
+    sa.Column("carrier", sa.String(MAX_TEXT)),
+    sa.Column("tracking_number", sa.String(MAX_TEXT)),
     sa.Column("version", sa.Integer, nullable=False),
     # Position of the OrderPlaced event: unique and stable, the keyset for pagination.
     sa.Column("placed_position", sa.BigInteger, nullable=False),
@@ -66,6 +74,7 @@ order_views = sa.Table(
     sa.Index("ix_order_views_placed", "placed_position"),
     sa.Index("ix_order_views_customer", "customer_id", "placed_position"),
     sa.Index("ix_order_views_status", "status", "placed_position"),
+    sa.Index("ix_order_views_changed", "last_position"),  # orderChanged's routing
 )
 
 # Who caused each event of an order (from the events' metadata): staff see it as the order's
@@ -87,10 +96,11 @@ customer_summaries = sa.Table(
     "customer_summaries",
     metadata,
     sa.Column("customer_id", sa.String(100), primary_key=True),
-    sa.Column("orders_placed", sa.Integer, nullable=False),
-    sa.Column("open_orders", sa.Integer, nullable=False),
-    sa.Column("cancelled_orders", sa.Integer, nullable=False),
-    sa.Column("total_paid", Money, nullable=False),
+    # Counts of orders: as many as there are positions, so BIGINT like positions.
+    sa.Column("orders_placed", sa.BigInteger, nullable=False),
+    sa.Column("open_orders", sa.BigInteger, nullable=False),
+    sa.Column("cancelled_orders", sa.BigInteger, nullable=False),
+    sa.Column("total_paid", Money(SUM_PRECISION), nullable=False),
     sa.Column("last_order_at", UTCDateTime, nullable=False),
     sa.Column("last_order_position", sa.BigInteger, nullable=False),
     sa.Index("ix_customer_summaries_recent", "last_order_position"),
@@ -108,8 +118,10 @@ daily_sales = sa.Table(
     "daily_sales",
     metadata,
     sa.Column("day", sa.Date, primary_key=True),
-    sa.Column("orders_placed", sa.Integer, nullable=False),
-    sa.Column("orders_cancelled", sa.Integer, nullable=False),
-    sa.Column("revenue", Money, nullable=False),
-    sa.Column("items_sold", sa.Integer, nullable=False),
+    sa.Column("orders_placed", sa.BigInteger, nullable=False),
+    sa.Column("orders_cancelled", sa.BigInteger, nullable=False),
+    sa.Column("revenue", Money(SUM_PRECISION), nullable=False),
+    # At most MAX_LINES * MAX_QUANTITY items an order: 2**63 of them is 92 trillion orders
+    # of 100,000 items in a day, a billion commits a second; BIGINT is wide enough.
+    sa.Column("items_sold", sa.BigInteger, nullable=False),
 )
