@@ -5,8 +5,11 @@ one commit (one fsync) and four statements however many appends it holds: read t
 of the streams it touches, read the command ids it carries, insert all events, insert all
 command records. Each append in it still gets exactly its own outcome: a stale expected
 version is that append's VersionConflict, a repeated command id that append's first result;
-the others commit. If the batch as a whole fails, every append in it is retried alone, so
-one bad append cannot take its neighbours down with it.
+the others commit. If the batch as a whole fails, its appends are tried again in one
+transaction, each in a savepoint: an append the database refuses fails alone (AppendRefused,
+one log line), and the others commit together, once. A bad append costs its neighbours one
+extra transaction, never one each, so a few clients sending what the database refuses cannot
+starve the rest.
 
 Appends are serialized, and that is what makes the global order safe to tail. On SQLite the
 writer's ``BEGIN IMMEDIATE`` already admits one writer at a time. On PostgreSQL a sequence value
@@ -28,11 +31,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.db import is_sqlite, write_transaction
-from domain.errors import CommandIdReused, VersionConflict
+from domain.errors import AppendRefused, CommandIdReused, VersionConflict
 from domain.records import AppendResult, CommandRecord, ExpectedVersion, NewEvent, StreamState
 from domain.tables import commands, events
 
@@ -80,11 +83,7 @@ class GroupCommitWriter:
                 except Exception:
                     if not batch:  # failed before it held the database (unreachable, locked)
                         self._take_into(batch)
-                    for pending in batch:  # alone, each append meets only its own fate
-                        try:
-                            await self._commit([pending])
-                        except Exception as error:
-                            _settle(pending, error)
+                    await self._commit_each_alone(batch)
         finally:
             self._task = None
 
@@ -95,29 +94,61 @@ class GroupCommitWriter:
     async def _commit(self, batch: list[PendingAppend]) -> None:
         """Commit ``batch``; an empty list is filled from the queue inside the transaction."""
         started = time.perf_counter()
+        async with write_transaction(self._engine) as conn:
+            if self._lock_table:
+                await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
+            if not batch:
+                # Taken only now that the write lock is ours: the appends that arrived
+                # while another transaction held it (the projector's, on SQLite) ride in
+                # this one instead of waiting a whole turn. Taken before the wait, batches
+                # alternated between 15 appends and 1 under 16 writers.
+                self._take_into(batch)
+            outcomes = await self._write(conn, batch)
+        self._settle_all(batch, outcomes, started)
+
+    async def _commit_each_alone(self, batch: list[PendingAppend]) -> None:
+        """The appends of a failed batch in one transaction, each in its own savepoint: each
+        meets only its own fate, and those the database takes commit together."""
+        outcomes: dict[PendingAppend, AppendResult | Exception] = {}
+        started = time.perf_counter()
         try:
             async with write_transaction(self._engine) as conn:
                 if self._lock_table:
                     await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
-                if not batch:
-                    # Taken only now that the write lock is ours: the appends that arrived
-                    # while another transaction held it (the projector's, on SQLite) ride in
-                    # this one instead of waiting a whole turn. Taken before the wait, batches
-                    # alternated between 15 appends and 1 under 16 writers.
-                    self._take_into(batch)
-                outcomes = await self._write(conn, batch)
-        except IntegrityError as error:
-            if len(batch) > 1:
-                raise
-            # Unreachable while appends are serialized; kept so that a lost race can only
-            # ever surface as the typed conflict, never as a driver error or an overwrite.
-            (pending,) = batch
-            async with self._engine.connect() as conn:
-                actual = (await _stream_versions(conn, [pending.stream_id])).get(
-                    pending.stream_id, 0
-                )
-            expected = pending.expected if isinstance(pending.expected, int) else None
-            raise VersionConflict(pending.stream_id, expected, actual) from error
+                for pending in batch:
+                    try:
+                        async with conn.begin_nested():
+                            outcomes |= await self._write(conn, [pending])
+                    except IntegrityError:
+                        # Unreachable while appends are serialized; kept so that a lost race
+                        # can only ever surface as the typed conflict, never as an overwrite.
+                        versions = await _stream_versions(conn, [pending.stream_id])
+                        expected = pending.expected if isinstance(pending.expected, int) else None
+                        actual = versions.get(pending.stream_id, 0)
+                        outcomes[pending] = VersionConflict(pending.stream_id, expected, actual)
+                    except (DBAPIError, UnicodeError) as error:
+                        # What the database (or its driver, encoding) refuses in a statement;
+                        # anything else, a lost connection included, fails the whole batch.
+                        if isinstance(error, DBAPIError) and error.connection_invalidated:
+                            raise
+                        log.warning(
+                            "append to stream %r refused by the database: %s",
+                            pending.stream_id,
+                            _first_line(error),
+                        )
+                        outcomes[pending] = AppendRefused(pending.stream_id)
+        except Exception as error:
+            for pending in batch:
+                _settle(pending, error)
+            return
+        self._settle_all(batch, outcomes, started)
+
+    def _settle_all(
+        self,
+        batch: list[PendingAppend],
+        outcomes: dict[PendingAppend, AppendResult | Exception],
+        started: float,
+    ) -> None:
         head = max(
             (o.position for o in outcomes.values() if isinstance(o, AppendResult)), default=0
         )
@@ -181,6 +212,11 @@ class GroupCommitWriter:
 
 
 InsertEvents = Callable[[AsyncConnection, list[dict[str, Any]]], Any]
+
+
+def _first_line(error: BaseException) -> str:
+    orig = getattr(error, "orig", None) or error
+    return f"{type(orig).__name__}: {str(orig).splitlines()[0] if str(orig) else ''}"
 
 
 def _settle(pending: PendingAppend, outcome: AppendResult | BaseException) -> None:

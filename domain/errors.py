@@ -37,6 +37,15 @@ class VersionConflict(DomainError):
         self.actual = actual
 
 
+class AppendRefused(DomainError):
+    """The database refused to store an append (a value it cannot hold); nothing of it was
+    written. The detail is in the log, not here: it is the driver's, not the caller's."""
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(f"the database refused the events for stream {stream_id!r}")
+        self.stream_id = stream_id
+
+
 class CommandIdReused(DomainError):
     """A command id that was already used, sent again with a different payload."""
 

@@ -76,6 +76,10 @@ async def _dispatch(
         )
     except errors.CommandIdReused as error:
         return InvalidInput(field="commandId", message=str(error))
+    except errors.AppendRefused:
+        # The edge lets through only what the database can store; should a value slip past
+        # it, the client still learns its command was not taken (the detail is in the log).
+        return InvalidInput(field="input", message="the database refused this command's data")
     return CommandAccepted(
         command_id=strawberry.ID(result.command_id),
         order_id=strawberry.ID(result.order_id),
