@@ -117,6 +117,24 @@ def cached_documents(
                     if label is None:
                         label = cached.labels[name] = operation_label(cached.node, name)
                     request.operation = label
+            # ``operation_name`` falls back to the first operation's name; what the client
+            # sent is kept aside.
+            provided = getattr(context, "_provided_operation_name", None)
+            if provided is None and context.graphql_document is not None:
+                operations = [
+                    d
+                    for d in context.graphql_document.definitions
+                    if isinstance(d, OperationDefinitionNode)
+                ]
+                if len(operations) > 1:
+                    # The GraphQL spec: ambiguous, refuse (strawberry ran the first one).
+                    context.pre_execution_errors = [
+                        *(context.pre_execution_errors or []),
+                        GraphQLError(
+                            "The document holds several operations: say which to run in"
+                            " operationName."
+                        ),
+                    ]
             yield
 
     return CachedDocuments

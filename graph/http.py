@@ -9,6 +9,10 @@ Strawberry already gives us POST/GET, GraphiQL for browsers and both WebSocket p
 - 413 for bodies over a limit, checked on Content-Length and on the bytes actually streamed.
 - HTTP-level errors as GraphQL-shaped JSON instead of plain text.
 - Automatic persisted queries (graph/persisted_queries.py), and our own playground page.
+- 400 for every body or ``variables`` that is not a JSON object (null, a number, a string, a
+  bool), is not UTF-8, or that ``json`` cannot decode (integers over 4,300 digits, nesting
+  deeper than the recursion limit): strawberry expects an object and fails with a 500.
+- WebSocket handlers that refuse malformed messages with 4400 (graph/websockets.py).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeAlias
+from datetime import timedelta
+from typing import Any, TypeAlias
 
 import strawberry
 from cross_web import (  # what strawberry's views raise and read, for HTTP-level errors
@@ -29,21 +34,23 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_limit_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_limit_rule
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
-from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 from graph.access import current_request
-from graph.authn import RejectingGraphQLWSHandler
 from graph.documents import cached_documents
 from graph.outages import RETRY_AFTER_SECONDS, any_unavailable, caused_by_outage, unavailable
 from graph.persisted_queries import PersistedQueries, PersistedQueryError
+from graph.websockets import LegacyWSHandler, TransportWSHandler
 
 logger = logging.getLogger("ordergraph.graph")
 
@@ -129,7 +136,9 @@ class BodyTooLargeError(Exception):
 
 
 class GraphQLApp(GraphQL[object, None]):
-    graphql_ws_handler_class = RejectingGraphQLWSHandler  # 4403 on the legacy protocol too
+    graphql_transport_ws_handler_class = TransportWSHandler
+    # Strict about messages, and 4403 on the legacy protocol too (RejectingGraphQLWSHandler).
+    graphql_ws_handler_class = LegacyWSHandler
 
     def __init__(
         self,
@@ -143,19 +152,84 @@ class GraphQLApp(GraphQL[object, None]):
         persisted_queries: PersistedQueries | None = None,
         on_connect: ConnectHook | None = None,
         on_disconnect: DisconnectHook | None = None,
+        connection_init_timeout: timedelta = timedelta(seconds=10),
+        max_subscriptions_per_socket: int = 100,
     ) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if graphiql else None,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
             allowed_origins=allowed_origins,
+            connection_init_wait_timeout=connection_init_timeout,
         )
         self.max_body_bytes = max_body_bytes
+        self.max_subscriptions_per_connection = max_subscriptions_per_socket
         self._context_getter = context_getter
         self._playground_html = playground_html
         self._persisted_queries = persisted_queries
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
+
+    def decode_json(self, data: str | bytes) -> object:
+        """json.loads, with every way it can fail as the JSONDecodeError strawberry expects
+        (HTTP: 400; WebSocket: 4400), not only bad syntax."""
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError) as error:  # bad UTF-8, >4,300 digits, too deep
+            raise json.JSONDecodeError(
+                f"not decodable JSON: {type(error).__name__}", "", 0
+            ) from None
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """A request body: a JSON object (or a list, which strawberry refuses as a batch)."""
+        decoded = super().parse_json(data)
+        if not isinstance(decoded, dict | list):
+            raise HTTPException(400, "The request body must be a JSON object.")
+        return decoded
+
+    async def execute_single(
+        self,
+        request: Any,
+        request_adapter: Any,
+        sub_response: Any,
+        context: Any,
+        root_value: Any,
+        request_data: Any,
+    ) -> ExecutionResult:
+        """strawberry's, without subscriptions: over plain HTTP they ran as a query and failed
+        inside (a masked error); they are served over WebSocket."""
+        allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except CannotGetOperationTypeError as error:
+            raise HTTPException(400, error.as_http_error_reason()) from error
+        except InvalidOperationTypeError as error:
+            reason = error.as_http_error_reason(request_adapter.method)
+            if error.operation_type is OperationType.SUBSCRIPTION:
+                reason = "Subscriptions are served over WebSocket at this URL, not over HTTP."
+            raise HTTPException(400, reason) from error
+        except MissingQueryError as error:
+            raise HTTPException(400, "No GraphQL query found in the request") from error
+
+    def parse_query_params(self, params: Any) -> dict[str, Any]:
+        """GET parameters: ``variables`` and ``extensions`` may be any JSON, strawberry then
+        refuses what is not an object (or null)."""
+        parsed = dict(params)
+        for name in ("variables", "extensions"):
+            if parsed.get(name):
+                try:
+                    parsed[name] = self.decode_json(parsed[name])
+                except json.JSONDecodeError:
+                    raise HTTPException(400, f"`{name}` is not valid JSON.") from None
+        return parsed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -214,7 +288,12 @@ class GraphQLApp(GraphQL[object, None]):
     def _http_error(self, request: Request, error: HTTPException, media_type: str) -> Response:
         if error.status_code == 405:
             return error_response(405, error.reason, media_type, allow="GET, POST")
-        if request.method == "GET" and isinstance(error.__cause__, InvalidOperationTypeError):
+        cause = error.__cause__
+        if (
+            request.method == "GET"
+            and isinstance(cause, InvalidOperationTypeError)
+            and cause.operation_type is OperationType.MUTATION
+        ):
             return error_response(
                 405, "Mutations must be sent with POST.", media_type, allow="POST"
             )
@@ -287,6 +366,8 @@ def graphql_app(
     persisted_queries: PersistedQueries | None = None,
     on_connect: ConnectHook | None = None,
     on_disconnect: DisconnectHook | None = None,
+    connection_init_timeout: timedelta = timedelta(seconds=10),
+    max_subscriptions_per_socket: int = 100,
 ) -> GraphQLApp:
     """One ASGI app to mount as both the HTTP and the WebSocket route at /graphql."""
     return GraphQLApp(
@@ -299,6 +380,8 @@ def graphql_app(
         persisted_queries=persisted_queries,
         on_connect=on_connect,
         on_disconnect=on_disconnect,
+        connection_init_timeout=connection_init_timeout,
+        max_subscriptions_per_socket=max_subscriptions_per_socket,
     )
 
 

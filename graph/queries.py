@@ -17,6 +17,7 @@ import strawberry
 from graphql import GraphQLError
 
 from domain.access import Action
+from domain.limits import id_problem
 from graph import metrics
 from graph.context import Context
 from graph.permissions import allow, scope
@@ -62,6 +63,13 @@ async def reached(info: Info, at_least: int | None, projections: Sequence[str]) 
     )
 
 
+def could_exist(id: str) -> bool:
+    """Whether an id could name anything stored (the edge accepts no other): a query for one
+    that cannot answers "not found" without a trip to the database, which may refuse its
+    characters (PostgreSQL and NUL)."""
+    return id_problem(id) is None
+
+
 def _page_size(first: int | None) -> int:
     if first is not None and not 0 <= first <= 100:
         raise GraphQLError("first must be between 0 and 100")
@@ -82,6 +90,8 @@ class Query:
         at_least: Position | None = None,
     ) -> Order | None:
         await reached(info, at_least, ["order_views"])
+        if not could_exist(id):
+            return None
         view = await info.context.services.queries.order(str(id), scope=scope(info))
         return None if view is None else Order.of(view)
 
@@ -100,6 +110,8 @@ class Query:
         at_least: Position | None = None,
     ) -> OrderConnection:
         await reached(info, at_least, ["order_views"])
+        if customer_id is not None and not could_exist(customer_id):
+            customer_id = strawberry.ID("-")  # matches no one, and is safe to send
         try:
             page = await info.context.services.queries.orders(
                 customer_id=None if customer_id is None else str(customer_id),
@@ -123,6 +135,8 @@ class Query:
         at_least: Position | None = None,
     ) -> CustomerSummary | None:
         await reached(info, at_least, ["customer_summaries"])
+        if not could_exist(id):
+            return None
         view = await info.context.services.queries.customer(str(id), scope=scope(info))
         return None if view is None else CustomerSummary.of(view)
 

@@ -131,14 +131,20 @@ def encode_cursor(position: int) -> str:
     return base64.urlsafe_b64encode(f"p:{position}".encode()).decode()
 
 
+MAX_POSITION = 2**63 - 1  # BIGINT: a larger number in a forged cursor would fail in the query
+
+
 def decode_cursor(cursor: str) -> int:
     try:
         kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if kind != "p":
+        if kind != "p" or not value.isdigit() or len(value) > 19:
             raise ValueError(kind)
-        return int(value)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidCursor(f"not a cursor from this API: {cursor!r}") from error
+        position = int(value)
+        if not 0 < position <= MAX_POSITION:
+            raise ValueError(value)
+        return position
+    except (ValueError, UnicodeError) as error:
+        raise InvalidCursor(f"not a cursor from this API: {cursor[:100]!r}") from error
 
 
 class ReadModelQueries:

@@ -3,6 +3,7 @@ databases; everything outside the bounds of domain/limits.py is refused and chan
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
@@ -256,3 +257,38 @@ async def test_read_model_columns_hold_the_largest_values_the_bounds_allow(
     assert stored_summary == summary
     assert stored_day == day
     assert {k: stored_view[k] for k in view} == view
+
+
+@pytest.mark.parametrize(
+    "forged", ["p:99999999999999999999", "p:9223372036854775808", "p:-1", "p:"]
+)
+async def test_a_forged_cursor_is_a_clear_error(server: Server, forged: str) -> None:
+    cursor = base64.urlsafe_b64encode(forged.encode()).decode()
+    for field in ("orders", "customers"):
+        response = await server.http.post(
+            "/graphql",
+            json={
+                "query": f"query($c: String) {{ {field}(after: $c) {{ totalCount }} }}",
+                "variables": {"c": cursor},
+            },
+        )
+        (error,) = response.json()["errors"]
+        assert error["message"].startswith("not a cursor from this API"), error
+
+
+async def test_ids_no_order_can_have_are_simply_not_found(server: Server) -> None:
+    response = await server.http.post(
+        "/graphql",
+        content=json.dumps(
+            {
+                "query": "query($id: ID!) { order(id: $id) { id } customer(id: $id) { customerId }"
+                " orders(customerId: $id) { totalCount } }",
+                "variables": {"id": "a\x00\ud800" + "x" * 300},
+            }
+        ),
+        headers={"content-type": "application/json"},
+    )
+
+    assert response.json() == {
+        "data": {"order": None, "customer": None, "orders": {"totalCount": 0}}
+    }
