@@ -14,6 +14,7 @@ from domain.access import Action
 from graph.context import Context
 from graph.permissions import allow
 from readmodels import queries as q
+from readmodels.projector import public_error
 
 Position = NewType("Position", int)
 
@@ -235,7 +236,8 @@ class ProjectionStatus:
             position=Position(view.position),
             lag=view.lag,
             state=view.state,
-            error_text=view.error,
+            # A short code and the position: the detail stays in the log (public_error).
+            error_text=public_error(view.error, view.error_position),
         )
 
 

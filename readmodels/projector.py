@@ -25,9 +25,11 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.db import write_transaction
+from domain.errors import UnknownEventType
 from readmodels.feed import Batch, PoisonedEvent, read_stored_after
 from readmodels.notifier import APPENDED, RESYNC, Notifier, ProjectionUpdate
 from readmodels.projection import Projection
@@ -287,12 +289,33 @@ class Projector:
                 .where(checkpoints.c.name == projection.name)
                 .values(
                     state=FAILED,
-                    error=error,
+                    # The operator's record: a code, then what failed (clients see only the
+                    # code and the position, see public_error; the traceback is in the log).
+                    error=f"{error_code(failure.cause)}: {error}",
                     error_position=failure.position,
                     updated_at=datetime.now(UTC),
                 )
             )
         return ProjectionFailed(projection.name, failure.position, failure.cause)
+
+
+def error_code(cause: BaseException) -> str:
+    """A short, stable name for why a projection stopped."""
+    if isinstance(cause, DBAPIError):
+        return "database_refused"  # the read model cannot hold what the event says
+    if isinstance(cause, PoisonedEvent | UnknownEventType):
+        return "unreadable_event"
+    return "projection_error"
+
+
+def public_error(error: str | None, position: int | None) -> str | None:
+    """What a client is told about a stopped projection: the code and where, not the driver's
+    text (which can name tables, values and server internals)."""
+    if error is None:
+        return None
+    code = error.partition(":")[0]
+    where = "" if position is None else f" at position {position}"
+    return f"{code}: the projection stopped{where}; the detail is in the server log"
 
 
 async def ensure_checkpoints(engine: AsyncEngine, names: Iterable[str]) -> None:
