@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -19,6 +20,7 @@ from domain.bus import build_bus
 from graph import metrics
 from graph.access import AccessMiddleware, current_request
 from graph.authn import Authenticator, close_when_expired
+from graph.budgets import Budgets
 from graph.context import Context, Services
 from graph.health import Operations, healthz, readyz
 from graph.http import graphql_app
@@ -31,6 +33,7 @@ from graph.tokens import TokenVerifier
 from graph.web import WebPages
 from graph.wiring import running_core
 from migrations import head_revision
+from readmodels.order_changes import OrderChanges
 from readmodels.queries import ReadModelQueries
 from readmodels.registry import PROJECTION_NAMES
 from readmodels.waiting import CheckpointWaiter
@@ -63,14 +66,24 @@ def create_app(settings: Settings | None = None, *, pages: WebPages | None = Non
                 bus = traced_bus(core.store)
             else:
                 bus = build_bus(core.store)
+            queries = ReadModelQueries(core.engine)
+            waiter = CheckpointWaiter(core.engine, core.notifier, PROJECTION_NAMES)
+            order_changes = OrderChanges(queries, core.notifier, waiter)
+            await order_changes.start()
             app.state.services = Services(
                 bus=bus,
-                queries=ReadModelQueries(core.engine),
-                waiter=CheckpointWaiter(core.engine, core.notifier, PROJECTION_NAMES),
+                queries=queries,
+                waiter=waiter,
                 notifier=core.notifier,
                 read_wait_seconds=settings.read_wait_seconds,
                 authenticator=authenticator,
                 mutation_limiter=RateLimiter(settings.mutation_rate, settings.mutation_burst),
+                budgets=Budgets(
+                    max_subscriptions=settings.max_subscriptions,
+                    max_held_reads=settings.max_held_reads,
+                    max_wait_ahead=settings.max_wait_ahead,
+                ),
+                order_changes=order_changes,
             )
             app.state.operations = Operations(
                 engine=core.engine,
@@ -85,6 +98,7 @@ def create_app(settings: Settings | None = None, *, pages: WebPages | None = Non
             try:
                 yield
             finally:
+                await order_changes.stop()
                 metrics.mark_worker_gone()
 
     async def context(request: Request | WebSocket, _response: Response | None) -> Context:
@@ -116,9 +130,13 @@ def create_app(settings: Settings | None = None, *, pages: WebPages | None = Non
             max_tokens=settings.max_tokens,
             tracing=settings.tracing,
             production=settings.production,
+            max_cost=settings.max_query_cost,
         ),
         max_body_bytes=settings.max_body_bytes,
         context_getter=context,
+        connection_init_timeout=timedelta(seconds=settings.ws_init_timeout),
+        max_subscriptions_per_socket=settings.max_subscriptions_per_socket,
+        body_timeout=settings.body_timeout,
         playground_html=pages.playground_html,
         allowed_origins=settings.cors_origins,
         persisted_queries=PersistedQueries(settings.persisted_queries_max_bytes),

@@ -12,8 +12,10 @@ from domain.access import Actor
 from domain.bus import CommandBus
 from graph.access import RequestInfo
 from graph.authn import Authenticator
+from graph.budgets import Budgets
 from graph.rate_limit import RateLimiter
 from readmodels.notifier import Notifier
+from readmodels.order_changes import OrderChanges
 from readmodels.queries import ReadModelQueries
 from readmodels.waiting import CheckpointWaiter
 
@@ -29,6 +31,8 @@ class Services:
     read_wait_seconds: float
     authenticator: Authenticator
     mutation_limiter: RateLimiter
+    budgets: Budgets = field(default_factory=Budgets)
+    order_changes: OrderChanges | None = None  # None: orderChanged is not served
 
 
 @dataclass

@@ -32,6 +32,8 @@ from strawberry.schema.schema import validate_document
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
+from graph.cost import cost_error
+
 MAX_DOCUMENTS = 128  # distinct query texts kept (strawberry's caches kept as many); bounds memory
 
 
@@ -70,6 +72,7 @@ def cached_documents(
     rules: Sequence[type[ASTValidationRule]],
     maxsize: int = MAX_DOCUMENTS,
     hide_suggestions: bool = False,
+    max_cost: int | None = None,
 ) -> Callable[[], SchemaExtension]:
     """A factory for ``strawberry.Schema(extensions=[...])``; the cache is the factory's own,
     so two schemas never share validation results. ``hide_suggestions`` leaves graphql-core's
@@ -126,7 +129,7 @@ def cached_documents(
                     for d in context.graphql_document.definitions
                     if isinstance(d, OperationDefinitionNode)
                 ]
-                if len(operations) > 1:
+                if len(operations) > 1 and not context.pre_execution_errors:
                     # The GraphQL spec: ambiguous, refuse (strawberry ran the first one).
                     context.pre_execution_errors = [
                         *(context.pre_execution_errors or []),
@@ -135,6 +138,20 @@ def cached_documents(
                             " operationName."
                         ),
                     ]
+            if (
+                max_cost is not None
+                and not context.pre_execution_errors
+                and context.graphql_document is not None
+            ):
+                refused = cost_error(
+                    context.schema._schema,
+                    context.graphql_document,
+                    provided,
+                    context.variables,
+                    max_cost,
+                )
+                if refused is not None:
+                    context.pre_execution_errors = [refused]
             yield
 
     return CachedDocuments

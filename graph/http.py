@@ -17,6 +17,7 @@ Strawberry already gives us POST/GET, GraphiQL for browsers and both WebSocket p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -73,7 +74,12 @@ _WS_CONTEXT = "graphql_context"  # a WebSocket's context, on its state
 
 
 def schema_extensions(
-    *, max_depth: int, max_aliases: int, max_tokens: int, production: bool = False
+    *,
+    max_depth: int,
+    max_aliases: int,
+    max_tokens: int,
+    production: bool = False,
+    max_cost: int | None = None,
 ) -> list[ExtensionFactory]:
     """Factories (not instances: strawberry wants one fresh extension per operation).
     ``production``: no introspection, and no "Did you mean ...?" in validation errors."""
@@ -86,7 +92,12 @@ def schema_extensions(
     if production:
         limits.append(NoSchemaIntrospectionCustomRule)
     return [
-        cached_documents(max_tokens=max_tokens, rules=limits, hide_suggestions=production),
+        cached_documents(
+            max_tokens=max_tokens,
+            rules=limits,
+            hide_suggestions=production,
+            max_cost=max_cost,
+        ),
         lambda: LoggingMaskErrors(should_mask_error=is_unexpected, error_message=MASKED_MESSAGE),
     ]
 
@@ -135,6 +146,10 @@ class BodyTooLargeError(Exception):
     pass
 
 
+class BodyTooSlowError(Exception):
+    pass
+
+
 class GraphQLApp(GraphQL[object, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     # Strict about messages, and 4403 on the legacy protocol too (RejectingGraphQLWSHandler).
@@ -154,6 +169,7 @@ class GraphQLApp(GraphQL[object, None]):
         on_disconnect: DisconnectHook | None = None,
         connection_init_timeout: timedelta = timedelta(seconds=10),
         max_subscriptions_per_socket: int = 100,
+        body_timeout: float = 30.0,
     ) -> None:
         super().__init__(
             schema,
@@ -164,6 +180,7 @@ class GraphQLApp(GraphQL[object, None]):
         )
         self.max_body_bytes = max_body_bytes
         self.max_subscriptions_per_connection = max_subscriptions_per_socket
+        self.body_timeout = body_timeout
         self._context_getter = context_getter
         self._playground_html = playground_html
         self._persisted_queries = persisted_queries
@@ -247,6 +264,9 @@ class GraphQLApp(GraphQL[object, None]):
             response = await self.run(request)
         except BodyTooLargeError:
             response = error_response(413, "Request body too large.", media_type)
+        except BodyTooSlowError:
+            logger.info("request body not received within %s s: answered 408", self.body_timeout)
+            response = error_response(408, "Request body not received in time.", media_type)
         except HTTPException as error:
             response = self._http_error(request, error, media_type)
         except PersistedQueryError as error:
@@ -271,16 +291,25 @@ class GraphQLApp(GraphQL[object, None]):
             raise BodyTooLargeError
 
     def _limited(self, receive: Receive) -> Receive:
-        """Count the body as it streams in: Content-Length may be absent (chunked) or lie."""
+        """Count the body as it streams in: Content-Length may be absent (chunked) or lie.
+        And give it a deadline: a client that never finishes its body (a chunked body that
+        never ends, a byte a minute) would otherwise hold the request forever."""
         received = 0
+        deadline: float | None = asyncio.get_running_loop().time() + self.body_timeout
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, deadline
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTooSlowError from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     raise BodyTooLargeError
+                if not message.get("more_body", False):
+                    deadline = None  # the body is complete: later receives wait for disconnect
             return message
 
         return limited_receive
@@ -368,6 +397,7 @@ def graphql_app(
     on_disconnect: DisconnectHook | None = None,
     connection_init_timeout: timedelta = timedelta(seconds=10),
     max_subscriptions_per_socket: int = 100,
+    body_timeout: float = 30.0,
 ) -> GraphQLApp:
     """One ASGI app to mount as both the HTTP and the WebSocket route at /graphql."""
     return GraphQLApp(
@@ -382,6 +412,7 @@ def graphql_app(
         on_disconnect=on_disconnect,
         connection_init_timeout=connection_init_timeout,
         max_subscriptions_per_socket=max_subscriptions_per_socket,
+        body_timeout=body_timeout,
     )
 
 

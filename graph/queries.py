@@ -44,21 +44,29 @@ async def reached(info: Info, at_least: int | None, projections: Sequence[str]) 
     if at_least is None:
         return
     services = info.context.services
+    await services.budgets.check_reachable(at_least, services.queries.head_position)
     started = time.perf_counter()
-    with metrics.READ_WAITERS.track_inprogress():
-        done = await services.waiter.wait_for(
-            at_least, projections, within=services.read_wait_seconds
-        )
-    metrics.READ_WAITS.labels("reached" if done else "timeout").inc()
-    metrics.READ_WAIT_SECONDS.observe(time.perf_counter() - started)
+    done = False
+    with services.budgets.held_read() as may_wait:
+        if may_wait:
+            with metrics.READ_WAITERS.track_inprogress():
+                done = await services.waiter.wait_for(
+                    at_least, projections, within=services.read_wait_seconds
+                )
+            metrics.READ_WAITS.labels("reached" if done else "timeout").inc()
+            metrics.READ_WAIT_SECONDS.observe(time.perf_counter() - started)
     if done:
         return
     positions = await services.waiter.positions(projections)
+    if not may_wait and all(at >= at_least for at in positions.values()):
+        return  # no wait allowed, and none needed
     info.context.stale.append(
         {
             "field": info.path.key,
             "atLeast": at_least,
             "positions": positions,
+            # "busy": as many reads as the budget allows were already waiting
+            "reason": "timeout" if may_wait else "busy",
         }
     )
 

@@ -48,6 +48,7 @@ def build_schema(
     max_depth: int = 12,
     max_aliases: int = 30,
     max_tokens: int = 2000,
+    max_cost: int = 25_000,
     tracing: bool = False,
     production: bool = False,
 ) -> strawberry.Schema:
@@ -68,6 +69,7 @@ def build_schema(
                 max_aliases=max_aliases,
                 max_tokens=max_tokens,
                 production=production,
+                max_cost=max_cost,
             ),
             StaleFields,
             *traced,

@@ -40,9 +40,13 @@ def worker_app(settings: Settings | None = None) -> Starlette:
     """The app of one worker process, as uvicorn's factory (``graph.server:worker_app``)."""
     from graph.app import create_app
     from graph.logs import configure_logging
+    from graph.slow_clients import HeaderDeadlineProtocol
 
     settings = settings or Settings.from_env()
     configure_logging(settings)
+    # uvicorn builds the protocol from its import path (in every worker process): its
+    # deadline is set here, in the process that serves.
+    HeaderDeadlineProtocol.header_timeout = settings.header_timeout
     app = create_app(settings)
     tune_gc()
     return app
@@ -117,8 +121,8 @@ def serve(settings: Settings) -> int:
         "log_config": None,  # our handler on the root logger (graph/logs.py)
         "log_level": settings.log_level,
         "access_log": False,  # ours is graph/access.py, with the request id and operation
-        "loop": "auto",  # uvloop and httptools when installed (uvicorn[standard])
-        "http": "auto",
+        "loop": "auto",  # uvloop when installed (uvicorn[standard])
+        "http": "graph.slow_clients:HeaderDeadlineProtocol",  # httptools, a header deadline
     }
     if settings.workers == 1:
         uvicorn.run(worker_app(settings), **options)  # type: ignore[arg-type]

@@ -191,6 +191,15 @@ class Settings:
     # Mutations per second per token subject (token bucket, in memory per process); 0: off.
     mutation_rate: float = 10.0
     mutation_burst: int = 20
+    # Budgets for what clients can make the server hold (graph/budgets.py, graph/cost.py).
+    max_query_cost: int = 25_000
+    max_subscriptions: int = 10_000  # open subscriptions and caughtUp waiters, all sockets
+    max_subscriptions_per_socket: int = 100
+    max_held_reads: int = 1_000  # atLeast reads waiting at once; beyond, answered stale
+    max_wait_ahead: int = 10_000  # positions beyond the head an atLeast/caughtUp may name
+    ws_init_timeout: float = 10.0  # seconds a socket may take to send connection_init
+    header_timeout: float = 10.0  # seconds a request's headers may take to arrive
+    body_timeout: float = 30.0  # seconds a request's body may take to arrive
 
     @property
     def is_sqlite(self) -> bool:
@@ -294,6 +303,14 @@ VARIABLES: tuple[Var, ...] = (
     Var("JWT_CUSTOMER_CLAIM", "jwt_customer_claim", text),
     Var("MUTATION_RATE", "mutation_rate", number(0, 1_000_000)),
     Var("MUTATION_BURST", "mutation_burst", integer(1, 1_000_000)),
+    Var("MAX_QUERY_COST", "max_query_cost", integer(10, 10**9)),
+    Var("MAX_SUBSCRIPTIONS", "max_subscriptions", integer(1, 10**7)),
+    Var("MAX_SUBSCRIPTIONS_PER_SOCKET", "max_subscriptions_per_socket", integer(1, 100_000)),
+    Var("MAX_HELD_READS", "max_held_reads", integer(0, 10**7)),
+    Var("MAX_WAIT_AHEAD", "max_wait_ahead", integer(0, 2**62)),
+    Var("WS_INIT_TIMEOUT", "ws_init_timeout", seconds(0.1, 3600)),
+    Var("HEADER_TIMEOUT", "header_timeout", seconds(0.1, 3600)),
+    Var("BODY_TIMEOUT", "body_timeout", seconds(0.1, 3600)),
 )
 
 assert {v.field for v in VARIABLES} <= {f.name for f in fields(Settings)}

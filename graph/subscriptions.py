@@ -16,6 +16,7 @@ from domain.outages import once_more_after_outage
 from graph import metrics
 from graph.context import Context
 from graph.permissions import allow, scope
+from graph.queries import could_exist
 from graph.types import CaughtUp, Order, Position, ProjectionStatus, ProjectionUpdate
 from readmodels.notifier import RESYNC
 from readmodels.registry import PROJECTION_NAMES
@@ -43,7 +44,7 @@ class Subscription:
         names = set(_names(projections))
         services = info.context.services
         sent: dict[str, int] = {}
-        with metrics.OPEN_SUBSCRIPTIONS.track_inprogress():
+        with metrics.OPEN_SUBSCRIPTIONS.track_inprogress(), services.budgets.subscription():
             async with services.notifier.subscribe() as updates:
                 async for update in updates:
                     if update.projection == RESYNC:
@@ -73,7 +74,8 @@ class Subscription:
     ) -> AsyncGenerator[CaughtUp, None]:
         names = _names(projections)
         services = info.context.services
-        with metrics.OPEN_SUBSCRIPTIONS.track_inprogress():
+        with metrics.OPEN_SUBSCRIPTIONS.track_inprogress(), services.budgets.subscription():
+            await services.budgets.check_reachable(position, services.queries.head_position)
             await services.waiter.wait_for(position, names, within=None)
         statuses = await once_more_after_outage(lambda: services.queries.projection_statuses(names))
         yield CaughtUp(position=position, projections=[ProjectionStatus.of(s) for s in statuses])
@@ -85,23 +87,23 @@ class Subscription:
     async def order_changed(self, info: Info, id: strawberry.ID) -> AsyncGenerator[Order, None]:
         services = info.context.services
         customer = scope(info)  # another customer's order never appears: as if it did not exist
+        if services.order_changes is None:
+            raise GraphQLError("orderChanged is not served by this process")
+        if not could_exist(id):
+            raise GraphQLError("no order can have this id")
         seen = 0
-        with metrics.OPEN_SUBSCRIPTIONS.track_inprogress():
-            async with services.notifier.subscribe() as updates:
+        # Routed by order id (readmodels/order_changes.py): an idle subscription costs no
+        # read when other orders change. Routed views are read without a scope: each
+        # subscriber keeps only those its caller may see.
+        with metrics.OPEN_SUBSCRIPTIONS.track_inprogress(), services.budgets.subscription():
+            async with services.order_changes.watch(str(id)) as watch:
                 view = await services.queries.order(str(id), scope=customer)
                 if view is not None:
                     seen = view.last_position
                     yield Order.of(view)
-                async for update in updates:
-                    # RESYNC: the order may have changed while notifications were being lost.
-                    if update.projection == RESYNC:
-                        view = await once_more_after_outage(
-                            lambda: services.queries.order(str(id), scope=customer)
-                        )
-                    elif update.projection != "order_views" or update.position <= seen:
+                async for view in watch.views():
+                    if customer is not None and view.customer_id != customer:
                         continue
-                    else:
-                        view = await services.queries.order(str(id), scope=customer)
-                    if view is not None and view.last_position > seen:
+                    if view.last_position > seen:
                         seen = view.last_position
                         yield Order.of(view)

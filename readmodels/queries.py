@@ -183,6 +183,19 @@ class ReadModelQueries:
             for row in rows
         ]
 
+    async def changed_orders(self, after: int, upto: int) -> list[str]:
+        """Ids of the orders whose view last changed at a position in (after, upto]."""
+        query = sa.select(order_views.c.order_id).where(
+            order_views.c.last_position > after, order_views.c.last_position <= upto
+        )
+        async with self._engine.connect() as conn:
+            return list((await conn.scalars(query)).all())
+
+    async def head_position(self) -> int:
+        """The event store's head: how far the projections have to go (as in their lag)."""
+        async with self._engine.connect() as conn:
+            return int(await conn.scalar(sa.select(sa.func.max(events.c.position))) or 0)
+
     async def orders(
         self,
         customer_id: str | None = None,

@@ -31,15 +31,16 @@ Protocol = Literal["graphql-transport-ws", "graphql-ws"]
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: ASGIApp, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """Run ``app`` under uvicorn in this event loop; yield its base URL."""
+async def serve_app(app: ASGIApp, *, host: str = "127.0.0.1", **options: Any) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn in this event loop (``options``: more uvicorn.Config
+    options); yield its base URL."""
     # Bind the socket ourselves (port 0) so there is no window where another process could
     # take the port between choosing it and listening on it.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="auto")
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="auto", **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -243,8 +243,8 @@ async def test_order_changed_streams_the_order_through_its_life(
 ) -> None:
     accepted = await server.place()
     order_id = accepted["orderId"]
-    notifier = server.app.state.services.notifier
-    idle = notifier.subscriber_count
+    routes = server.app.state.services.order_changes  # orderChanged is routed by order id
+    idle = routes.watched
 
     async with graphql_ws(server.url + "/graphql", protocol=protocol) as ws:
         changes = await ws.subscribe(
@@ -260,12 +260,12 @@ async def test_order_changed_streams_the_order_through_its_life(
             "shipOrder", "ShipOrderInput", orderId=order_id, carrier="UPS", trackingNumber="1Z"
         )
         seen.append(await anext(changes))
-        assert notifier.subscriber_count == idle + 1
+        assert routes.watched == idle + 1
         await changes.unsubscribe()
         # The server frees the subscription after reading our "complete"; no message tells
         # the client when, so watch the count (bounded).
         async with asyncio.timeout(5):
-            while notifier.subscriber_count != idle:  # noqa: ASYNC110
+            while routes.watched != idle:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
 
     assert [s["orderChanged"] for s in seen] == [

@@ -1,0 +1,163 @@
+"""A query cost limit: how many values a document can make the server produce, refused before
+execution when it is too many.
+
+Depth, alias and token limits each bound one dimension; the size of an answer is their
+product. Thirty aliased ``orders(first: 100)`` pass all three and make a 1.2 MB answer. Here a
+field costs 1 plus what it selects, times the number of items it can return: ``first`` (100
+when it is a variable: its worst case) for connections, their default page size without it,
+the bound of every other list (an order's lines, the days of ``dailySales``, the projections),
+and for introspection the schema's own counts (types, and the fields, arguments, enum
+values... a type has on average). Fragments are costed once each, so the walk is linear in the
+document; the depth limit's blind spot, introspection, is counted like any other field.
+
+It runs per request (graph/documents.py), after validation, because ``first`` is often a
+variable: priced at its worst, a page size chosen by the client would be refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+    is_enum_type,
+    is_input_object_type,
+    is_interface_type,
+    is_object_type,
+    is_union_type,
+)
+
+from domain.limits import MAX_LINES
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+# Lists of the schema whose length is bounded elsewhere (domain/limits.py, graph/queries.py).
+DATA_LISTS: Mapping[str, int] = {"lines": MAX_LINES, "dailySales": 366, "projections": 3}
+CONNECTIONS = frozenset({"orders", "customers"})
+
+
+@functools.lru_cache(maxsize=8)
+def introspection_lists(schema: GraphQLSchema) -> dict[str, float]:
+    """How many items each introspection list returns in this schema: the number of types,
+    and per type (or per field, for arguments) the mean over all of them. The standard
+    introspection query then costs about the values it returns; nesting still multiplies."""
+    types = list(schema.type_map.values())
+    fields = [
+        f for t in types if is_object_type(t) or is_interface_type(t) for f in t.fields.values()
+    ]
+
+    def per_type(count: Callable[[Any], int]) -> float:
+        return sum(map(count, types)) / len(types)
+
+    return {
+        "types": len(types),
+        "fields": len(fields) / len(types),
+        "inputFields": per_type(lambda t: len(t.fields) if is_input_object_type(t) else 0),
+        "enumValues": per_type(lambda t: len(t.values) if is_enum_type(t) else 0),
+        "interfaces": per_type(lambda t: len(t.interfaces) if is_object_type(t) else 0),
+        "possibleTypes": per_type(lambda t: len(t.types) if is_union_type(t) else 0),
+        "args": sum(len(f.args) for f in fields) / max(1, len(fields)),
+        "directives": len(schema.directives),
+        "locations": 19,  # the directive locations GraphQL defines
+    }
+
+
+class QueryCost:
+    """The cost of one operation of a document; ``variables`` give ``first`` its value."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        variables: Mapping[str, Any] | None,
+    ) -> None:
+        self._introspection = introspection_lists(schema)
+        self._variables = variables or {}
+        self._fragment_nodes = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        self._fragments: dict[tuple[str, bool], float] = {}
+        self._visiting: set[str] = set()
+
+    def of(self, operation: OperationDefinitionNode) -> int:
+        return math.ceil(self._cost(operation.selection_set, introspection=False))
+
+    def _cost(self, selections: SelectionSetNode | None, *, introspection: bool) -> float:
+        if selections is None:
+            return 0
+        total = 0.0
+        for selection in selections.selections:
+            if isinstance(selection, FieldNode):
+                inner = introspection or selection.name.value.startswith("__")
+                children = self._cost(selection.selection_set, introspection=inner)
+                total += self._items(selection, inner) * (1 + children)
+            elif isinstance(selection, InlineFragmentNode):
+                total += self._cost(selection.selection_set, introspection=introspection)
+            elif isinstance(selection, FragmentSpreadNode):
+                total += self._spread(selection.name.value, introspection)
+        return total
+
+    def _spread(self, name: str, introspection: bool) -> float:
+        key = (name, introspection)
+        if key not in self._fragments:
+            fragment = self._fragment_nodes.get(name)
+            if fragment is None or name in self._visiting:
+                return 0  # unknown or cyclic: validation reports it
+            self._visiting.add(name)
+            self._fragments[key] = self._cost(fragment.selection_set, introspection=introspection)
+            self._visiting.discard(name)
+        return self._fragments[key]
+
+    def _items(self, field: FieldNode, introspection: bool) -> float:
+        name = field.name.value
+        if introspection:
+            return self._introspection.get(name, 1)
+        first: Any = next((a.value for a in field.arguments or () if a.name.value == "first"), None)
+        if isinstance(first, VariableNode):
+            first = self._variables.get(first.name.value)
+            if first is None:
+                return DEFAULT_PAGE if name in CONNECTIONS else 1
+            return max(0, min(int(first), MAX_PAGE)) if isinstance(first, int) else MAX_PAGE
+        if isinstance(first, IntValueNode):
+            return max(0, min(int(first.value), MAX_PAGE))
+        if name in CONNECTIONS:
+            return DEFAULT_PAGE
+        return DATA_LISTS.get(name, 1)
+
+
+def cost_error(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: Mapping[str, Any] | None,
+    max_cost: int,
+) -> GraphQLError | None:
+    """The refusal of the operation that would run, if it costs more than ``max_cost``."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    if len(operations) != 1:
+        return None  # no such operation, or ambiguous: refused elsewhere
+    cost = QueryCost(schema, document, variables).of(operations[0])
+    if cost <= max_cost:
+        return None
+    shown = f"{cost:,}" if cost < 10**12 else "over a trillion"
+    return GraphQLError(
+        f"query cost {shown} exceeds the limit of {max_cost:,}: ask for fewer items (first),"
+        " fewer aliases or less nesting",
+        operations[0],
+        extensions={"code": "QUERY_TOO_COSTLY"},
+    )
