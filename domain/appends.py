@@ -6,10 +6,10 @@ of the streams it touches, read the command ids it carries, insert all events, i
 command records. Each append in it still gets exactly its own outcome: a stale expected
 version is that append's VersionConflict, a repeated command id that append's first result;
 the others commit. If the batch as a whole fails, its appends are tried again in one
-transaction, each in a savepoint: an append the database refuses fails alone (AppendRefused,
-one log line), and the others commit together, once. A bad append costs its neighbours one
-extra transaction, never one each, so a few clients sending what the database refuses cannot
-starve the rest.
+transaction, halved in savepoints until each part commits or is a single append the database
+refuses: that one fails alone (AppendRefused, one log line), and the others commit together,
+once. A bad append costs its neighbours one extra transaction and a few savepoints, never a
+transaction each, so a few clients sending what the database refuses cannot starve the rest.
 
 Appends are serialized, and that is what makes the global order safe to tail. On SQLite the
 writer's ``BEGIN IMMEDIATE`` already admits one writer at a time. On PostgreSQL a sequence value
@@ -107,41 +107,62 @@ class GroupCommitWriter:
         self._settle_all(batch, outcomes, started)
 
     async def _commit_each_alone(self, batch: list[PendingAppend]) -> None:
-        """The appends of a failed batch in one transaction, each in its own savepoint: each
-        meets only its own fate, and those the database takes commit together."""
+        """The appends of a failed batch in one transaction, halved in savepoints until each
+        part either commits or is one append the database refuses: each append meets only
+        its own fate, the others commit together, in as few statements as halving allows."""
         outcomes: dict[PendingAppend, AppendResult | Exception] = {}
         started = time.perf_counter()
         try:
             async with write_transaction(self._engine) as conn:
                 if self._lock_table:
                     await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
-                for pending in batch:
-                    try:
-                        async with conn.begin_nested():
-                            outcomes |= await self._write(conn, [pending])
-                    except IntegrityError:
-                        # Unreachable while appends are serialized; kept so that a lost race
-                        # can only ever surface as the typed conflict, never as an overwrite.
-                        versions = await _stream_versions(conn, [pending.stream_id])
-                        expected = pending.expected if isinstance(pending.expected, int) else None
-                        actual = versions.get(pending.stream_id, 0)
-                        outcomes[pending] = VersionConflict(pending.stream_id, expected, actual)
-                    except (DBAPIError, UnicodeError) as error:
-                        # What the database (or its driver, encoding) refuses in a statement;
-                        # anything else, a lost connection included, fails the whole batch.
-                        if isinstance(error, DBAPIError) and error.connection_invalidated:
-                            raise
-                        log.warning(
-                            "append to stream %r refused by the database: %s",
-                            pending.stream_id,
-                            _first_line(error),
-                        )
-                        outcomes[pending] = AppendRefused(pending.stream_id)
+                await self._isolate(conn, batch, outcomes, failed=len(batch) > 1)
         except Exception as error:
             for pending in batch:
                 _settle(pending, error)
             return
         self._settle_all(batch, outcomes, started)
+
+    async def _isolate(
+        self,
+        conn: AsyncConnection,
+        part: list[PendingAppend],
+        outcomes: dict[PendingAppend, AppendResult | Exception],
+        *,
+        failed: bool = False,
+    ) -> None:
+        """Write ``part`` in a savepoint, or (if it fails, or ``failed`` says it will) each
+        half of it; a single append that fails is refused or, on a duplicate key, a conflict."""
+        if not failed:
+            try:
+                async with conn.begin_nested():
+                    outcomes |= await self._write(conn, part)
+                return
+            except (DBAPIError, UnicodeError) as error:
+                # What the database (or its driver, encoding) refuses in a statement;
+                # anything else, a lost connection included, fails the whole batch.
+                if isinstance(error, DBAPIError) and error.connection_invalidated:
+                    raise
+                if len(part) == 1:
+                    outcomes[part[0]] = await self._refusal(conn, part[0], error)
+                    return
+        middle = len(part) // 2
+        await self._isolate(conn, part[:middle], outcomes)
+        await self._isolate(conn, part[middle:], outcomes)
+
+    async def _refusal(
+        self, conn: AsyncConnection, pending: PendingAppend, error: Exception
+    ) -> Exception:
+        if isinstance(error, IntegrityError):
+            # Unreachable while appends are serialized; kept so that a lost race can only
+            # ever surface as the typed conflict, never as an overwrite.
+            versions = await _stream_versions(conn, [pending.stream_id])
+            expected = pending.expected if isinstance(pending.expected, int) else None
+            return VersionConflict(pending.stream_id, expected, versions.get(pending.stream_id, 0))
+        log.warning(
+            "append to stream %r refused by the database: %s", pending.stream_id, _first_line(error)
+        )
+        return AppendRefused(pending.stream_id)
 
     def _settle_all(
         self,
