@@ -25,11 +25,9 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.db import write_transaction
-from domain.errors import UnknownEventType
 from readmodels.feed import Batch, PoisonedEvent, read_stored_after
 from readmodels.notifier import APPENDED, RESYNC, Notifier, ProjectionUpdate
 from readmodels.projection import Projection
@@ -289,9 +287,7 @@ class Projector:
                 .where(checkpoints.c.name == projection.name)
                 .values(
                     state=FAILED,
-                    # The operator's record: a code, then what failed (clients see only the
-                    # code and the position, see public_error; the traceback is in the log).
-                    error=f"{error_code(failure.cause)}: {error}",
+                    error=error,  # clients see only its code and position: public_error
                     error_position=failure.position,
                     updated_at=datetime.now(UTC),
                 )
@@ -299,23 +295,40 @@ class Projector:
         return ProjectionFailed(projection.name, failure.position, failure.cause)
 
 
-def error_code(cause: BaseException) -> str:
-    """A short, stable name for why a projection stopped."""
-    if isinstance(cause, DBAPIError):
-        return "database_refused"  # the read model cannot hold what the event says
-    if isinstance(cause, PoisonedEvent | UnknownEventType):
+_DATABASE_ERRORS = tuple(
+    f"{name}:"
+    for name in (
+        "DBAPIError",
+        "DataError",
+        "IntegrityError",
+        "InterfaceError",
+        "InternalError",
+        "NotSupportedError",
+        "OperationalError",
+        "ProgrammingError",
+    )
+)
+
+
+def error_code(error: str) -> str:
+    """A short, stable name for why a projection stopped, from its recorded error (written
+    by readmodels/stall_log.short: the exception's class name, then its message)."""
+    if error.startswith("cannot decode the event"):
         return "unreadable_event"
+    if error.startswith(_DATABASE_ERRORS):
+        return "database_refused"  # the read model cannot hold what the event says
     return "projection_error"
 
 
 def public_error(error: str | None, position: int | None) -> str | None:
     """What a client is told about a stopped projection: the code and where, not the driver's
     text (which can name tables, values and server internals)."""
-    if error is None:
-        return None
-    code = error.partition(":")[0]
-    where = "" if position is None else f" at position {position}"
-    return f"{code}: the projection stopped{where}; the detail is in the server log"
+    if error is None or position is None:
+        return error  # None, or our own note (an interrupted rebuild), not a failure
+    return (
+        f"{error_code(error)}: the projection stopped at position {position};"
+        " the detail is in the server log"
+    )
 
 
 async def ensure_checkpoints(engine: AsyncEngine, names: Iterable[str]) -> None:

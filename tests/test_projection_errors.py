@@ -14,8 +14,9 @@ from domain.bus import CommandBus
 from graph.types import ProjectionStatus
 from readmodels.notifier import InProcessNotifier
 from readmodels.projection import Envelope, Projection
-from readmodels.projector import ProjectionFailed, Projector
+from readmodels.projector import ProjectionFailed, Projector, public_error
 from readmodels.queries import ReadModelQueries
+from readmodels.rebuild import INTERRUPTED_NOTE
 from readmodels.tables import order_views
 from tests.factories import place_order
 
@@ -49,3 +50,15 @@ async def test_clients_see_a_short_code_and_the_log_has_the_detail(
     )
     assert "secret_column" in caplog.text
     assert any(r.levelno == logging.ERROR for r in caplog.records)
+
+
+def test_each_kind_of_stop_has_its_code_and_notes_pass_through() -> None:
+    assert public_error("cannot decode the event: KeyError: 'lines'", 7) == (
+        "unreadable_event: the projection stopped at position 7; the detail is in the server log"
+    )
+    assert (public_error("ValueError: secret", 3) or "").startswith("projection_error: ")
+    assert (public_error("DataError: numeric field overflow", 3) or "").startswith(
+        "database_refused: "
+    )
+    assert public_error(INTERRUPTED_NOTE, None) == INTERRUPTED_NOTE
+    assert public_error(None, None) is None
