@@ -1,0 +1,161 @@
+"""The JetStream side of the relay: one connection, the stream checked at start-up, and
+publishes that wait for the broker's acknowledgement (PubAck)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js.api import StreamConfig
+
+from integration.contract import IntegrationMessage
+
+log = logging.getLogger("ordergraph.relay")
+
+DUPLICATE_WINDOW_SECONDS = 120.0  # JetStream's default, stated so the docs can rely on it
+
+
+class BrokerUnavailable(Exception):
+    """The broker did not take the batch (down, slow, or it refused): nothing is checkpointed."""
+
+
+class StreamMisconfigured(Exception):
+    """A stream of that name exists but does not hold our subjects."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    seq: int
+    duplicate: bool  # the broker had this message id already (within its duplicate window)
+
+
+class JetStreamPublisher:
+    def __init__(
+        self,
+        url: str,
+        stream: str,
+        subject_prefix: str,
+        *,
+        ack_timeout: float = 5.0,
+        duplicate_window: float = DUPLICATE_WINDOW_SECONDS,
+    ) -> None:
+        self.url = url
+        self.stream = stream
+        self.subject_prefix = subject_prefix
+        self._ack_timeout = ack_timeout
+        self._duplicate_window = duplicate_window
+        self._nc: Client | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def connect(self) -> None:
+        """Connect (or raise BrokerUnavailable) and create or check the stream. Once
+        connected, the client reconnects by itself for as long as it takes."""
+        if self._nc is None:
+            try:
+                self._nc = await nats.connect(
+                    self.url,
+                    connect_timeout=2,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    error_cb=_log_error,
+                    disconnected_cb=_log_disconnect,
+                    reconnected_cb=_log_reconnect,
+                )
+            except (OSError, nats.errors.Error, TimeoutError) as error:
+                raise BrokerUnavailable(
+                    f"cannot connect to NATS at {self.url}: {error!r}"
+                ) from error
+        await self.ensure_stream()
+
+    async def ensure_stream(self) -> None:
+        js = self._client().jetstream(timeout=self._ack_timeout)
+        wanted = f"{self.subject_prefix}.>"
+        try:
+            try:
+                info = await js.stream_info(self.stream)
+            except nats.js.errors.NotFoundError:
+                await js.add_stream(
+                    StreamConfig(
+                        name=self.stream,
+                        subjects=[wanted],
+                        duplicate_window=self._duplicate_window,
+                    )
+                )
+                log.info("created JetStream stream %s for %s", self.stream, wanted)
+                return
+        except (nats.errors.Error, TimeoutError) as error:
+            raise BrokerUnavailable(f"JetStream stream {self.stream}: {error!r}") from error
+        subjects = list(info.config.subjects or [])
+        if wanted not in subjects and ">" not in subjects:
+            raise StreamMisconfigured(
+                f"JetStream stream {self.stream} holds subjects {subjects}, not {wanted!r}:"
+                " set NATS_STREAM to another name or NATS_SUBJECT_PREFIX to match it"
+            )
+
+    async def publish(self, messages: Sequence[IntegrationMessage]) -> list[Ack]:
+        """Publish all at once (pipelined on one connection) and wait for every PubAck;
+        raise BrokerUnavailable if any is missing. The caller puts at most one message per
+        order in a call, so a failure can never leave a later event of an order stored
+        before an earlier one."""
+        nc = self._client()
+        if not nc.is_connected:
+            # nats-py would buffer the publish until it reconnects; fail now instead, so
+            # the state says "broker unavailable" and nothing piles up in the buffer.
+            raise BrokerUnavailable(f"not connected to NATS at {self.url}")
+        js = nc.jetstream(timeout=self._ack_timeout)
+        futures: list[asyncio.Future[nats.js.api.PubAck]] = []
+        try:
+            for message in messages:
+                futures.append(
+                    await js.publish_async(
+                        message.subject,
+                        message.body,
+                        wait_stall=self._ack_timeout,
+                        stream=self.stream,
+                        headers=dict(message.headers),
+                    )
+                )
+            async with asyncio.timeout(self._ack_timeout):
+                acks = await asyncio.gather(*futures)
+        except (nats.errors.Error, TimeoutError) as error:
+            for future in futures:
+                future.cancel()
+            raise BrokerUnavailable(
+                f"publish to {self.stream} not acknowledged: {error!r}"
+            ) from error
+        return [Ack(ack.seq, bool(ack.duplicate)) for ack in acks]
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            nc, self._nc = self._nc, None
+            try:
+                await nc.drain()
+            except (nats.errors.Error, TimeoutError):
+                await nc.close()
+
+    def _client(self) -> Client:
+        if self._nc is None:
+            raise BrokerUnavailable("not connected to NATS (connect() first)")
+        return self._nc
+
+
+async def _log_error(error: Exception) -> None:
+    log.warning("NATS: %r", error)
+
+
+async def _log_disconnect() -> None:
+    log.warning("NATS: disconnected; reconnecting")
+
+
+async def _log_reconnect() -> None:
+    log.info("NATS: reconnected")
