@@ -1,5 +1,5 @@
-"""The ``ordergraph`` command: serve, project, migrate, rebuild, export-schema, subscribe,
-token.
+"""The ``ordergraph`` command: serve, project, relay, migrate, rebuild, export-schema,
+subscribe, token.
 
 Imports here are the standard library and our settings only; each command imports what it
 needs when it runs, so ``ordergraph --help`` answers at once. Exit codes: see graph/startup.py.
@@ -71,6 +71,37 @@ async def _project(settings: Settings) -> None:
     async with running_core(settings, projector=True):
         log.info("projector running")
         await stop.wait()
+
+
+async def _relay(settings: Settings, from_position: int | None) -> None:
+    """The integration relay alone, until SIGTERM or Ctrl-C; ``--from`` publishes again from
+    a position first (docs/integration.md)."""
+    from graph.wiring import build_relay, running_core
+
+    engine = _engine(settings)
+    try:
+        await check_database(engine, settings, migrate=settings.is_sqlite)
+    finally:
+        await engine.dispose()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with running_core(settings, projector=False, relay=False) as core:
+        relay = build_relay(core.engine, core.notifier, settings)
+        if from_position is not None:
+            await relay.rewind(from_position)
+            print(f"relay: publishing again from position {from_position}", flush=True)
+        await relay.start(wake_on_announced_appends=not settings.is_sqlite)
+        log.info("relay running")
+        try:
+            await stop.wait()
+        finally:
+            await relay.stop()
+            status = await relay.status()
+            print(
+                f"relay stopped at position {status.position} of {status.head}:"
+                f" published {status.published}, duplicates {status.duplicates}",
+                flush=True,
+            )
 
 
 async def _migrate(settings: Settings, force: bool) -> None:
@@ -184,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="migrate even a database holding foreign tables"
     )
     sub.add_parser("project", help="run only the projector (beside API replicas)")
+    relay = sub.add_parser("relay", help="run only the integration relay (needs NATS_URL)")
+    relay.add_argument(
+        "--from",
+        dest="from_position",
+        type=_argument(parse.integer(1, 2**63 - 1)),
+        metavar="POSITION",
+        help="publish again from this position on (same message ids: docs/integration.md)",
+    )
     watch = sub.add_parser("subscribe", help="print a subscription's events from a server")
     watch.add_argument("query", help="the GraphQL subscription document")
     watch.add_argument("--url", help="default: ws://$HOST:$PORT/graphql")
@@ -274,6 +313,12 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
     if args.command == "project":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_project(settings))
+        return OK
+    if args.command == "relay":
+        if not settings.nats_url:
+            parser.error("the relay needs NATS_URL (e.g. nats://127.0.0.1:4222)")
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_relay(settings, args.from_position))
         return OK
     if args.command == "migrate":
         asyncio.run(_migrate(settings, args.force))

@@ -146,6 +146,29 @@ def origins(value: str) -> tuple[str, ...]:
     return found
 
 
+def nats_url(text: str) -> str:
+    value = text.strip()
+    if urllib.parse.urlsplit(value).scheme not in ("nats", "tls", "ws", "wss") or "://" not in value:
+        raise ValueError("expected a NATS server URL such as nats://127.0.0.1:4222")
+    return value
+
+
+def nats_name(*, dots: bool) -> Parser:
+    """JetStream stream names and subject tokens: no spaces or wildcards (and no dots in a
+    stream name), or NATS refuses them at the first publish, long after start-up."""
+    safe = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+    def parse(text: str) -> str:
+        value = text.strip()
+        tokens = value.split(".") if dots else [value]
+        if not all(token and set(token) <= safe for token in tokens):
+            what = "dot-separated words" if dots else "one word"
+            raise ValueError(f"expected {what} of letters, digits, _ and - (no spaces, *, >)")
+        return value
+
+    return parse
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -200,6 +223,10 @@ class Settings:
     ws_init_timeout: float = 10.0  # seconds a socket may take to send connection_init
     header_timeout: float = 10.0  # seconds a request's headers may take to arrive
     body_timeout: float = 30.0  # seconds a request's body may take to arrive
+    # Integration events (docs/integration.md): the relay runs beside the projector when set.
+    nats_url: str | None = None
+    nats_stream: str = "ORDERS"
+    nats_subject_prefix: str = "orders"
 
     @property
     def is_sqlite(self) -> bool:
@@ -311,6 +338,9 @@ VARIABLES: tuple[Var, ...] = (
     Var("WS_INIT_TIMEOUT", "ws_init_timeout", seconds(0.1, 3600)),
     Var("HEADER_TIMEOUT", "header_timeout", seconds(0.1, 3600)),
     Var("BODY_TIMEOUT", "body_timeout", seconds(0.1, 3600)),
+    Var("NATS_URL", "nats_url", nats_url),
+    Var("NATS_STREAM", "nats_stream", nats_name(dots=False)),
+    Var("NATS_SUBJECT_PREFIX", "nats_subject_prefix", nats_name(dots=True)),
 )
 
 assert {v.field for v in VARIABLES} <= {f.name for f in fields(Settings)}

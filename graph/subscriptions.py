@@ -18,17 +18,23 @@ from graph.context import Context
 from graph.permissions import allow, scope
 from graph.queries import could_exist
 from graph.types import CaughtUp, Order, Position, ProjectionStatus, ProjectionUpdate
+from integration.relay import RELAY_NAME
 from readmodels.notifier import RESYNC
 from readmodels.registry import PROJECTION_NAMES
 
 Info = strawberry.Info[Context, None]
 
 
+# The integration relay is waited on like a projection, but only when named: it runs only
+# where NATS_URL is set, and "all" must not wait for it where it does not.
+KNOWN = (*PROJECTION_NAMES, RELAY_NAME)
+
+
 def _names(projections: Sequence[str] | None) -> list[str]:
     names = list(PROJECTION_NAMES if projections is None else projections)
-    unknown = sorted(set(names) - set(PROJECTION_NAMES))
+    unknown = sorted(set(names) - set(KNOWN))
     if unknown:
-        raise GraphQLError(f"unknown projections {unknown}; known: {', '.join(PROJECTION_NAMES)}")
+        raise GraphQLError(f"unknown projections {unknown}; known: {', '.join(KNOWN)}")
     return names
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,6 +21,9 @@ from readmodels.notifier import AppendAnnouncer, InProcessNotifier, Notifier
 from readmodels.projector import Projector
 from readmodels.registry import all_projections
 
+if TYPE_CHECKING:
+    from integration.relay import Relay
+
 
 @dataclass(frozen=True)
 class Core:
@@ -27,10 +31,15 @@ class Core:
     store: EventStore
     notifier: Notifier
     projector: Projector | None
+    relay: Relay | None  # the integration relay (NATS_URL); its status() is for operators
 
 
 @contextlib.asynccontextmanager
-async def running_core(settings: Settings, *, projector: bool) -> AsyncIterator[Core]:
+async def running_core(
+    settings: Settings, *, projector: bool, relay: bool | None = None
+) -> AsyncIterator[Core]:
+    """``relay``: run the integration relay here; by default wherever the projector runs,
+    when NATS_URL is set."""
     args = connect_args(settings)
     if not settings.is_sqlite:  # SQLite's own bound is its busy_timeout (domain/db.py)
         args = {**args, "command_timeout": settings.db_timeout}
@@ -81,7 +90,13 @@ async def running_core(settings: Settings, *, projector: bool) -> AsyncIterator[
             store.on_append(_wake_or_announce(running, AppendAnnouncer(notifier)))
             await running.start(wake_on_announced_appends=not settings.is_sqlite)
             stack.push_async_callback(running.stop)
-        yield Core(engine, store, notifier, running)
+        relaying: Relay | None = None
+        if settings.nats_url and (projector if relay is None else relay):
+            relaying = build_relay(engine, notifier, settings)
+            store.on_append(relaying.wake)
+            await relaying.start(wake_on_announced_appends=not settings.is_sqlite)
+            stack.push_async_callback(relaying.stop)
+        yield Core(engine, store, notifier, running, relaying)
 
 
 def _wake_or_announce(projector: Projector, announcer: AppendAnnouncer) -> Callable[[int], None]:
@@ -94,3 +109,15 @@ def _wake_or_announce(projector: Projector, announcer: AppendAnnouncer) -> Calla
             announcer(head)
 
     return appended
+
+
+def build_relay(engine: AsyncEngine, notifier: Notifier, settings: Settings) -> Relay:
+    """The relay, imported only when NATS_URL asks for it (nats-py is the ``nats`` extra)."""
+    from integration.jetstream import JetStreamPublisher
+    from integration.relay import Relay
+
+    assert settings.nats_url is not None
+    publisher = JetStreamPublisher(
+        settings.nats_url, settings.nats_stream, settings.nats_subject_prefix
+    )
+    return Relay(engine, publisher, notifier, poll_interval=settings.poll_interval)

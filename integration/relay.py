@@ -35,6 +35,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -43,10 +44,12 @@ from domain.db import is_sqlite, reader, write_transaction
 from domain.store import RecordedEvent, read_after
 from domain.tables import events
 from integration.contract import IntegrationMessage, to_message
-from integration.jetstream import Ack, JetStreamPublisher
-from readmodels.notifier import APPENDED, Notifier, ProjectionUpdate
+from readmodels.notifier import Notifier, ProjectionUpdate
 from readmodels.projector import ensure_checkpoints
 from readmodels.tables import checkpoints
+
+if TYPE_CHECKING:  # nats-py is the optional `nats` extra: GraphQL names the relay without it
+    from integration.jetstream import Ack, JetStreamPublisher
 
 log = logging.getLogger("ordergraph.relay")
 
@@ -197,7 +200,9 @@ class Relay:
         async with self._notifier.subscribe() as updates:
             subscribed.set()
             async for update in updates:
-                if update.projection == APPENDED:
+                # appends announced by API replicas, or a projector (in any process) that
+                # moved on: either way there is something new
+                if update.projection != self.name:
                     self.wake()
 
     async def _run(self) -> None:
