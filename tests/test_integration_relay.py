@@ -1,0 +1,234 @@
+"""The integration relay against real JetStream, on SQLite and PostgreSQL: every committed
+event in the stream exactly once, in per-order order, whatever fails and wherever it dies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from domain.bus import CommandBus, build_bus
+from domain.commands import PayOrder, ShipOrder
+from domain.errors import RuleViolated, VersionConflict
+from domain.store import EventStore
+from integration.contract import export_json_schema
+from integration.jetstream import JetStreamPublisher
+from integration.relay import FAILED, LIVE, RELAY_NAME, Relay
+from readmodels.notifier import InProcessNotifier
+from readmodels.waiting import CheckpointWaiter
+from tests.factories import place_order
+from tests.jetstream import StreamUnderTest, own_nats_server, stored_messages
+from tests.relay_checks import SCHEMA_FILE, assert_exactly_once_in_order, many_orders
+from tests.test_event_store import HeldWriterStore
+
+DEADLINE = 60.0
+
+
+def make_relay(
+    engine: AsyncEngine,
+    stream: StreamUnderTest,
+    notifier: InProcessNotifier | None = None,
+    *,
+    url: str | None = None,
+    batch_size: int = 50,
+) -> Relay:
+    publisher = JetStreamPublisher(url or stream.url, stream.name, stream.prefix, ack_timeout=2)
+    return Relay(
+        engine,
+        publisher,
+        notifier or InProcessNotifier(),
+        batch_size=batch_size,
+        poll_interval=0.2,
+        max_backoff=0.5,
+    )
+
+
+def test_the_committed_json_schema_is_the_contract_the_code_publishes() -> None:
+    assert SCHEMA_FILE.read_text() == export_json_schema(), (
+        "integration/orders.v1.schema.json is out of date: a change to the public contract"
+        " needs a new version (orders.v2) or, if it is additive, a regenerated file:"
+        " python -m integration.contract > integration/orders.v1.schema.json"
+    )
+
+
+async def test_every_committed_event_is_published_exactly_once_and_refusals_publish_nothing(
+    engine: AsyncEngine, store: EventStore, bus: CommandBus, jetstream: StreamUnderTest
+) -> None:
+    head = await many_orders(bus, orders=12)
+    placed = await bus.dispatch(place_order())
+    with pytest.raises(RuleViolated):  # refused by the aggregate: nothing appended
+        await bus.dispatch(PayOrder(order_id=placed.order_id, amount=Decimal("1.00")))
+    with pytest.raises(VersionConflict):
+        await bus.dispatch(
+            ShipOrder(order_id=placed.order_id, carrier="X", tracking_number="1", expected_version=7)
+        )
+    relay = make_relay(engine, jetstream, batch_size=7)
+    try:
+        published = await relay.drain()
+        assert published == max(head, placed.position) == 12 * 4 + 1
+        assert await relay.drain() == 0  # nothing new: nothing sent again
+        status = await relay.status()
+    finally:
+        await relay.stop()
+
+    stored = await stored_messages(jetstream.url, jetstream.name)
+    await assert_exactly_once_in_order(store, stored)
+    assert (status.position, status.lag, status.published, status.duplicates) == (49, 0, 49, 0)
+    first = stored[0]
+    assert first.subject == f"{jetstream.prefix}.v1.OrderPlaced.{first.body['orderId']}"
+    assert first.headers["Orders-Correlation-Id"] == first.body["correlationId"] != ""
+    assert first.body["data"]["total"] == "40.08"  # money as a decimal string
+
+
+async def test_the_relay_runs_in_the_background_and_can_be_waited_for(
+    engine: AsyncEngine,
+    store: EventStore,
+    bus: CommandBus,
+    notifier: InProcessNotifier,
+    jetstream: StreamUnderTest,
+) -> None:
+    relay = make_relay(engine, jetstream, notifier)
+    store.on_append(relay.wake)
+    waiter = CheckpointWaiter(engine, notifier, [RELAY_NAME])
+    await relay.start()
+    try:
+        head = await many_orders(bus, orders=10)
+        assert await waiter.wait_for(head, within=DEADLINE)  # caughtUp(projections: [integration])
+        status = await relay.status()
+    finally:
+        await relay.stop()
+    assert (status.state, status.lag, status.lag_seconds) == (LIVE, 0, 0.0)
+    await assert_exactly_once_in_order(store, await stored_messages(jetstream.url, jetstream.name))
+
+
+async def test_a_writer_committing_late_is_never_skipped(
+    engine: AsyncEngine, store: EventStore, jetstream: StreamUnderTest
+) -> None:
+    held_store = HeldWriterStore(engine)
+    held_bus, bus = build_bus(held_store), build_bus(store)
+    relay = make_relay(engine, jetstream)
+    held = asyncio.create_task(held_bus.dispatch(place_order(customer_id="held")))
+    await held_store.inside.wait()
+    later = [asyncio.create_task(bus.dispatch(place_order())) for _ in range(5)]
+    # Give the later writers every chance to commit ahead of the held one; had they, the
+    # relay would checkpoint past the held event's position and never publish it.
+    await asyncio.wait(later, timeout=0.5)
+    try:
+        await relay.drain()
+        held_store.release.set()
+        await asyncio.gather(held, *later)
+        await relay.drain()
+    finally:
+        await relay.stop()
+    stored = await stored_messages(jetstream.url, jetstream.name)
+    assert len(stored) == 6
+    await assert_exactly_once_in_order(store, stored)
+
+
+@contextlib.asynccontextmanager
+async def relay_subprocess(
+    database_url: str, stream: StreamUnderTest, *args: str, module: str = "tests.relay_process"
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "NATS_URL": stream.url,
+        "NATS_STREAM": stream.name,
+        "NATS_SUBJECT_PREFIX": stream.prefix,
+        "LOG_LEVEL": "warning",
+        "POLL_INTERVAL": "0.2",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", module, *args, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+@pytest.mark.parametrize(
+    ("step", "resent"),
+    [("read", 0), ("published", 10), ("checkpointed", 0)],
+)
+async def test_a_relay_killed_at_any_step_leaves_each_event_in_the_stream_once(
+    engine: AsyncEngine,
+    store: EventStore,
+    bus: CommandBus,
+    database_url: str,
+    jetstream: StreamUnderTest,
+    step: str,
+    resent: int,
+) -> None:
+    head = await many_orders(bus, orders=6)  # 24 events; batches of 10
+    async with relay_subprocess(database_url, jetstream, step, "10") as process:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), DEADLINE)
+        assert line.decode().strip() == step
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+    before = len(await stored_messages(jetstream.url, jetstream.name))
+    assert before == (0 if step == "read" else 10)
+
+    relay = make_relay(engine, jetstream, batch_size=10)
+    try:
+        await relay.drain()
+        status = await relay.status()
+    finally:
+        await relay.stop()
+    # The restarted relay re-sent exactly the batch whose checkpoint the kill lost, and the
+    # broker said so in the PubAcks; the stream holds one message per event.
+    assert status.duplicates == resent
+    assert status.published == head - before
+    assert status.position == head
+    stored = await stored_messages(jetstream.url, jetstream.name)
+    assert len(stored) == head
+    await assert_exactly_once_in_order(store, stored)
+
+
+async def test_commands_succeed_while_the_broker_is_down_and_the_backlog_drains_after(
+    engine: AsyncEngine,
+    store: EventStore,
+    bus: CommandBus,
+    notifier: InProcessNotifier,
+    jetstream: StreamUnderTest,
+    tmp_path: Path,
+) -> None:
+    waiter = CheckpointWaiter(engine, notifier, [RELAY_NAME])
+    async with own_nats_server(tmp_path / "nats") as server:
+        relay = make_relay(engine, jetstream, notifier, url=server.url, batch_size=20)
+        store.on_append(relay.wake)
+        await relay.start()
+        try:
+            head = await many_orders(bus, orders=10)
+            assert await waiter.wait_for(head, within=DEADLINE)
+
+            await server.stop()
+            writers = asyncio.create_task(many_orders(bus, orders=20))
+            async with asyncio.timeout(DEADLINE):  # the relay says it is held back
+                while (await relay.status()).state != FAILED:
+                    await asyncio.sleep(0.05)
+            head = await writers  # every command succeeded with the broker away
+            status = await relay.status()
+            assert status.lag > 0 and status.last_error
+            assert (await relay.status()).position < head
+
+            await server.start()
+            assert await waiter.wait_for(head, within=DEADLINE)
+            status = await relay.status()
+        finally:
+            await relay.stop()
+        assert (status.state, status.lag) == (LIVE, 0)
+        stored = await stored_messages(server.url, jetstream.name)
+    await assert_exactly_once_in_order(store, stored)
+    assert len(stored) == 30 * 4
