@@ -123,7 +123,7 @@ class Relay:
     async def start(self, *, wake_on_announced_appends: bool = False) -> None:
         """Run in the background. It connects by itself, retrying while the broker is away:
         start-up (and every command) goes on without it."""
-        await ensure_checkpoints(self._engine, [self.name])
+        await self._ensure_checkpoint()
         if wake_on_announced_appends:
             subscribed = asyncio.Event()
             self._tasks.append(asyncio.create_task(self._wake_on_appends(subscribed)))
@@ -156,13 +156,22 @@ class Relay:
     async def drain(self) -> int:
         """Connect if needed and publish up to the head now; returns how many events were
         published. Raises what stopped it (the checkpoint stays before the culprit)."""
-        await ensure_checkpoints(self._engine, [self.name])
+        await self._ensure_checkpoint()
         if not self.publisher.connected:
             await self.publisher.connect()
         total = 0
         while sent := await self.step():
             total += sent
         return total
+
+    async def _ensure_checkpoint(self) -> None:
+        # Look before writing: on SQLite a write waits for every writer ahead of it.
+        async with reader(self._engine).connect() as conn:
+            found = await conn.scalar(
+                sa.select(checkpoints.c.name).where(checkpoints.c.name == self.name)
+            )
+        if found is None:
+            await ensure_checkpoints(self._engine, [self.name])
 
     async def status(self) -> RelayStatus:
         async with reader(self._engine).connect() as conn:

@@ -115,6 +115,7 @@ async def test_a_writer_committing_late_is_never_skipped(
     held_store = HeldWriterStore(engine)
     held_bus, bus = build_bus(held_store), build_bus(store)
     relay = make_relay(engine, jetstream)
+    await relay.drain()  # connected, its checkpoint row in place
     held = asyncio.create_task(held_bus.dispatch(place_order(customer_id="held")))
     await held_store.inside.wait()
     later = [asyncio.create_task(bus.dispatch(place_order())) for _ in range(5)]
