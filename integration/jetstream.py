@@ -51,29 +51,38 @@ class JetStreamPublisher:
         self._ack_timeout = ack_timeout
         self._duplicate_window = duplicate_window
         self._nc: Client | None = None
+        self._last_error: Exception | None = None
 
     @property
     def connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
 
     async def connect(self) -> None:
-        """Connect (or raise BrokerUnavailable) and create or check the stream. Once
-        connected, the client reconnects by itself for as long as it takes."""
+        """Connect (or raise BrokerUnavailable) and create or check the stream.
+
+        nats-py's own reconnecting is off. With it (and without it, unless the attempts are
+        bounded) a first connect to a broker that is down does not return for minutes, and
+        publishes made while it reconnects are buffered and then time out (nats.py #354).
+        The relay calls this again, with back-off, whenever the connection is gone, so each
+        outage ends with a fresh connection and a fresh check of the stream."""
+        if self._nc is not None and not self._nc.is_connected:
+            await self.close()
         if self._nc is None:
             try:
                 self._nc = await nats.connect(
                     self.url,
                     connect_timeout=2,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    error_cb=_log_error,
+                    allow_reconnect=False,
+                    # the first connect tries the server this many more times: see above
+                    max_reconnect_attempts=1,
+                    reconnect_time_wait=0.2,
+                    error_cb=self._on_error,
                     disconnected_cb=_log_disconnect,
-                    reconnected_cb=_log_reconnect,
                 )
             except (OSError, nats.errors.Error, TimeoutError) as error:
+                cause = self._last_error or error  # NoServersError says less than its cause
                 raise BrokerUnavailable(
-                    f"cannot connect to NATS at {self.url}: {error!r}"
+                    f"cannot connect to NATS at {self.url}: {cause!r}"
                 ) from error
         await self.ensure_stream()
 
@@ -138,10 +147,17 @@ class JetStreamPublisher:
     async def close(self) -> None:
         if self._nc is not None:
             nc, self._nc = self._nc, None
-            try:
-                await nc.drain()
-            except (nats.errors.Error, TimeoutError):
-                await nc.close()
+            if nc.is_connected:
+                try:
+                    await nc.drain()
+                    return
+                except (nats.errors.Error, TimeoutError):
+                    pass
+            await nc.close()
+
+    async def _on_error(self, error: Exception) -> None:
+        self._last_error = error
+        log.warning("NATS: %r", error)
 
     def _client(self) -> Client:
         if self._nc is None:
@@ -149,13 +165,5 @@ class JetStreamPublisher:
         return self._nc
 
 
-async def _log_error(error: Exception) -> None:
-    log.warning("NATS: %r", error)
-
-
 async def _log_disconnect() -> None:
-    log.warning("NATS: disconnected; reconnecting")
-
-
-async def _log_reconnect() -> None:
-    log.info("NATS: reconnected")
+    log.warning("NATS: disconnected; the relay will reconnect")

@@ -220,7 +220,8 @@ class Relay:
             self._wake.clear()
             try:
                 if not self.publisher.connected:
-                    self.state = CONNECTING
+                    if self.state != FAILED:  # a failure stays visible while we retry
+                        self.state = CONNECTING
                     await self.publisher.connect()
                 sent = await self.step()
                 if self.state != LIVE:

@@ -1,0 +1,109 @@
+"""Where the relay runs: beside the projector in ``ordergraph serve`` when NATS_URL is set
+(visible in ``projections``, waitable with ``caughtUp``), even with the broker away, and
+``ordergraph relay --from`` to publish a range again."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from domain.bus import CommandBus
+from domain.store import EventStore
+from integration.relay import FAILED
+from tests.jetstream import StreamUnderTest, stored_messages
+from tests.relay_checks import assert_exactly_once_in_order, many_orders
+from tests.serving import free_port, graphql_ws
+from tests.test_graphql_e2e import running
+from tests.test_integration_relay import DEADLINE, make_relay, relay_subprocess
+
+
+async def test_serve_publishes_beside_the_projector_and_clients_can_wait_for_it(
+    engine: AsyncEngine, store: EventStore, database_url: str, jetstream: StreamUnderTest
+) -> None:
+    nats = {
+        "nats_url": jetstream.url,
+        "nats_stream": jetstream.name,
+        "nats_subject_prefix": jetstream.prefix,
+    }
+    async with running(engine, database_url, **nats) as server:
+        accepted = await server.place()
+        async with graphql_ws(server.url + "/graphql") as ws:
+            caught_up = await ws.subscribe(
+                "subscription($p: Position!) { caughtUp(position: $p, "
+                'projections: ["integration"]) { position projections { name position lag } } }',
+                {"p": accepted["position"]},
+            )
+            events = [event async for event in caught_up]
+        body = await server.gql("{ projections { name position lag state error } }")
+    assert events == [
+        {
+            "caughtUp": {
+                "position": accepted["position"],
+                "projections": [{"name": "integration", "position": 1, "lag": 0}],
+            }
+        }
+    ]
+    statuses = {p["name"]: p for p in body["data"]["projections"]}
+    assert statuses["integration"] == {
+        "name": "integration",
+        "position": 1,
+        "lag": 0,
+        "state": "live",
+        "error": None,
+    }
+    stored = await stored_messages(jetstream.url, jetstream.name)
+    assert [m.body["orderId"] for m in stored] == [accepted["orderId"]]
+
+
+async def test_serve_starts_and_takes_commands_with_the_broker_unreachable(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    nowhere = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
+    async with running(engine, database_url, nats_url=nowhere) as server:
+        accepted = await server.place()
+        assert accepted["__typename"] == "CommandAccepted"
+        async with asyncio.timeout(DEADLINE):
+            while True:  # the relay reports, in `projections`, why it is held back
+                body = await server.gql("{ projections { name state lag error } }")
+                statuses = {p["name"]: p for p in body["data"]["projections"]}
+                if statuses["integration"]["state"] == FAILED:
+                    break
+                await asyncio.sleep(0.05)
+    assert statuses["integration"]["lag"] == 1
+    assert "cannot connect to NATS" in statuses["integration"]["error"]
+
+
+async def test_relay_from_a_position_publishes_the_range_again_with_the_same_ids(
+    engine: AsyncEngine,
+    store: EventStore,
+    bus: CommandBus,
+    database_url: str,
+    jetstream: StreamUnderTest,
+) -> None:
+    head = await many_orders(bus, orders=3)
+    relay = make_relay(engine, jetstream)
+    try:
+        await relay.drain()
+    finally:
+        await relay.stop()
+
+    async with relay_subprocess(
+        database_url, jetstream, "relay", "--from", "5", module="graph.cli"
+    ) as process:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), DEADLINE)
+        assert line.decode().strip() == "relay: publishing again from position 5"
+        async with asyncio.timeout(DEADLINE):
+            while True:  # another process: poll the shared checkpoint
+                if (await relay.status()).position >= head:
+                    break
+                await asyncio.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        report = (await asyncio.wait_for(process.stdout.read(), DEADLINE)).decode()
+    # Within the broker's duplicate window every re-sent id is dropped, and the PubAcks say so.
+    assert f"published 0, duplicates {head - 4}" in report
+    stored = await stored_messages(jetstream.url, jetstream.name)
+    assert len(stored) == head
+    await assert_exactly_once_in_order(store, stored)
