@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.db import is_sqlite, reader, write_transaction
@@ -45,7 +46,6 @@ from domain.store import RecordedEvent, read_after
 from domain.tables import events
 from integration.contract import IntegrationMessage, to_message
 from readmodels.notifier import Notifier, ProjectionUpdate
-from readmodels.projector import ensure_checkpoints
 from readmodels.tables import checkpoints
 
 if TYPE_CHECKING:  # nats-py is the optional `nats` extra: GraphQL names the relay without it
@@ -145,7 +145,7 @@ class Relay:
         """Publish again from ``position`` on (``ordergraph relay --from``): the same ids, so
         what the broker saw within its duplicate window is dropped, and consumers that keep
         an inbox drop the rest."""
-        await ensure_checkpoints(self._engine, [self.name])
+        await self._ensure_checkpoint()
         async with write_transaction(self._engine) as conn:
             await conn.execute(
                 checkpoints.update()
@@ -171,7 +171,11 @@ class Relay:
                 sa.select(checkpoints.c.name).where(checkpoints.c.name == self.name)
             )
         if found is None:
-            await ensure_checkpoints(self._engine, [self.name])
+            # ON CONFLICT: relays in two processes may both find it missing
+            dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+            row = {"name": self.name, "position": 0, "state": LIVE, "updated_at": datetime.now(UTC)}
+            async with write_transaction(self._engine) as conn:
+                await conn.execute(dialect.insert(checkpoints).values(row).on_conflict_do_nothing())
 
     async def status(self) -> RelayStatus:
         async with reader(self._engine).connect() as conn:
