@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.bus import CommandBus
 from domain.store import EventStore
+from graph.settings import Settings
 from integration.relay import FAILED
 from tests.jetstream import StreamUnderTest, stored_messages
 from tests.relay_checks import assert_exactly_once_in_order, many_orders
@@ -107,3 +109,16 @@ async def test_relay_from_a_position_publishes_the_range_again_with_the_same_ids
     stored = await stored_messages(jetstream.url, jetstream.name)
     assert len(stored) == head
     await assert_exactly_once_in_order(store, stored)
+
+
+def test_the_relay_is_off_by_default_and_bad_nats_names_are_refused_at_start_up() -> None:
+    default = Settings.from_env({})
+    assert (default.nats_url, default.nats_stream, default.nats_subject_prefix) == (
+        None,
+        "ORDERS",
+        "orders",
+    )
+    assert Settings.from_env({"NATS_SUBJECT_PREFIX": "acme.orders"}).nats_subject_prefix
+    for wrong in ({"NATS_STREAM": "ORDERS.v1"}, {"NATS_SUBJECT_PREFIX": "orders.>"}):
+        with pytest.raises(ValueError, match=next(iter(wrong))):
+            Settings.from_env(wrong)
