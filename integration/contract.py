@@ -119,13 +119,12 @@ class IntegrationMessage:
 
 
 class UnmappedEvent(Exception):
-    """A domain event with no integration mapping: the relay stops at it rather than skip."""
+    """A stored event that cannot become an integration event (unknown to the codec, or no
+    mapping): the relay stops at it and says so, rather than skip it."""
 
-    def __init__(self, event_type: str, position: int) -> None:
-        super().__init__(
-            f"event {event_type} at position {position} has no integration mapping"
-            " (add one to integration.contract.MAPPERS)"
-        )
+    def __init__(self, event_type: str, position: int, why: str) -> None:
+        super().__init__(f"event {event_type} at position {position}: {why}")
+        self.position = position
 
 
 def _address(address: Address) -> AddressV1:
@@ -175,11 +174,14 @@ def message_id(stream_id: str, stream_version: int) -> str:
 
 
 _SUBJECT_SAFE = re.compile(r"[A-Za-z0-9_-]")
+_SUBJECT_SAFE_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def subject_token(value: str) -> str:
     """An order id as one subject token: ids may hold '.', '*', '>' or spaces, which NATS
     reads as structure, so every other character is written as ~XX (its UTF-8 bytes)."""
+    if _SUBJECT_SAFE_TOKEN.fullmatch(value):
+        return value  # generated ids (UUIDs) always: no work per character
     return "".join(
         ch if _SUBJECT_SAFE.fullmatch(ch) else "".join(f"~{b:02X}" for b in ch.encode())
         for ch in value
@@ -188,10 +190,14 @@ def subject_token(value: str) -> str:
 
 def to_message(recorded: RecordedEvent, prefix: str) -> IntegrationMessage:
     """The integration message of one stored event (upcast first, like every reader)."""
-    event = codec.decode(recorded.event_type, recorded.schema_version, recorded.data)
+    try:
+        event = codec.decode(recorded.event_type, recorded.schema_version, recorded.data)
+    except Exception as error:
+        raise UnmappedEvent(recorded.event_type, recorded.position, str(error)) from error
     mapper = MAPPERS.get(type(event))
     if mapper is None:
-        raise UnmappedEvent(recorded.event_type, recorded.position)
+        why = "no integration mapping (add one to integration.contract.MAPPERS)"
+        raise UnmappedEvent(recorded.event_type, recorded.position, why)
     data = mapper(event)
     type_name = TYPE_NAMES[type(data)]
     msg_id = message_id(recorded.stream_id, recorded.stream_version)

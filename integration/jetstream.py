@@ -77,7 +77,7 @@ class JetStreamPublisher:
                     max_reconnect_attempts=1,
                     reconnect_time_wait=0.2,
                     error_cb=self._on_error,
-                    disconnected_cb=_log_disconnect,
+                    disconnected_cb=self._on_disconnect,
                 )
             except (OSError, nats.errors.Error, TimeoutError) as error:
                 cause = self._last_error or error  # NoServersError says less than its cause
@@ -155,6 +155,10 @@ class JetStreamPublisher:
                     pass
             await nc.close()
 
+    async def _on_disconnect(self) -> None:
+        if self._nc is not None:  # not our own close()
+            log.warning("NATS: disconnected from %s; the relay will reconnect", self.url)
+
     async def _on_error(self, error: Exception) -> None:
         self._last_error = error
         log.warning("NATS: %r", error)
@@ -163,7 +167,3 @@ class JetStreamPublisher:
         if self._nc is None:
             raise BrokerUnavailable("not connected to NATS (connect() first)")
         return self._nc
-
-
-async def _log_disconnect() -> None:
-    log.warning("NATS: disconnected; the relay will reconnect")

@@ -348,7 +348,7 @@ class Relay:
                     .values(
                         state=FAILED,
                         error=self.last_error[:2000],
-                        error_position=int(at or 0) + 1,
+                        error_position=getattr(error, "position", int(at or 0) + 1),
                         updated_at=self.last_error_at,
                     )
                 )

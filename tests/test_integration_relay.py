@@ -21,14 +21,15 @@ from domain.bus import CommandBus, build_bus
 from domain.commands import PayOrder, ShipOrder
 from domain.db import create_engine
 from domain.errors import RuleViolated, VersionConflict
-from domain.store import EventStore
+from domain.store import EventStore, StreamState
 from integration.consumer import InboxConsumer
-from integration.contract import export_json_schema
+from integration.contract import export_json_schema, subject_token
 from integration.jetstream import JetStreamPublisher
 from integration.relay import FAILED, LIVE, RELAY_NAME, Relay
 from readmodels.notifier import InProcessNotifier
+from readmodels.queries import ReadModelQueries
 from readmodels.waiting import CheckpointWaiter
-from tests.factories import place_order
+from tests.factories import new_event, place_order
 from tests.jetstream import StreamUnderTest, own_nats_server, stored_messages
 from tests.relay_checks import SCHEMA_FILE, assert_exactly_once_in_order, many_orders
 from tests.test_event_store import HeldWriterStore
@@ -334,3 +335,39 @@ async def test_the_reference_consumer_handles_each_event_once_despite_redelivery
     for order in {o for o, _ in handled}:
         versions = [v for o, v in handled if o == order]
         assert versions == sorted(versions)
+
+
+def test_order_ids_become_single_subject_tokens() -> None:
+    assert subject_token("3b7d0e4e-5b8e_X") == "3b7d0e4e-5b8e_X"
+    assert subject_token("a.b*c >é") == "a~2Eb~2Ac~20~3E~C3~A9"
+
+
+async def test_an_event_the_contract_cannot_map_stops_the_relay_there_and_says_so(
+    engine: AsyncEngine,
+    store: EventStore,
+    bus: CommandBus,
+    queries: ReadModelQueries,
+    jetstream: StreamUnderTest,
+) -> None:
+    for _ in range(3):
+        await bus.dispatch(place_order())
+    await store.append("mystery-1", [new_event(1, "Mystery")], StreamState.ANY)  # position 4
+    after = await bus.dispatch(place_order())
+    relay = make_relay(engine, jetstream, batch_size=2)
+    await relay.start()
+    try:
+        async with asyncio.timeout(DEADLINE):
+            while True:
+                if relay.state == FAILED:
+                    break
+                await asyncio.sleep(0.05)
+        (row,) = await queries.projection_statuses([RELAY_NAME])
+    finally:
+        await relay.stop()
+    assert (row.state, row.error_position) == (FAILED, 4)
+    assert row.error is not None
+    assert "Mystery at position 4" in row.error
+    assert row.position == 2  # the batch holding the culprit (3, 4) is held back whole
+    stored = await stored_messages(jetstream.url, jetstream.name)
+    assert len(stored) == 2
+    assert after.position == 5  # and nothing after it went out

@@ -1,0 +1,163 @@
+"""Integration relay: throughput on a backlog, against the same NATS client publishing the same
+messages in a tight loop, and commit-to-PubAck latency under a write load.
+
+    python -m bench.relay_rate [--backend sqlite|postgresql] [--orders N] [--seconds S]
+
+Needs a JetStream at $NATS_URL (default nats://127.0.0.1:4222); uses streams of its own
+(random names) and deletes them. Prints one line per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import heapq
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import nats
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench.append_rate import _command
+from bench.databases import throwaway
+from domain.bus import build_bus
+from domain.db import create_engine
+from domain.store import EventStore
+from integration.contract import to_message
+from integration.jetstream import JetStreamPublisher
+from integration.relay import RELAY_NAME, Relay
+from migrations import upgrade_to_head
+from readmodels.notifier import InProcessNotifier
+
+NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
+
+
+async def _baseline(store: EventStore, batch: int) -> float:
+    """The same messages, the same client, no database: publish_async in batches of the
+    relay's size, each batch's PubAcks awaited (the most the client does in a tight loop)."""
+    recorded = await store.read_all(after=0, limit=10_000_000)
+    suffix = uuid.uuid4().hex[:8]
+    publisher = JetStreamPublisher(NATS_URL, f"BENCH_BASE_{suffix}", f"benchbase{suffix}")
+    await publisher.connect()
+    messages = [to_message(r, publisher.subject_prefix) for r in recorded]
+    try:
+        started = time.perf_counter()
+        for start in range(0, len(messages), batch):
+            await publisher.publish(messages[start : start + batch])
+        return len(messages) / (time.perf_counter() - started)
+    finally:
+        await _delete(publisher)
+
+
+async def _delete(publisher: JetStreamPublisher) -> None:
+    await publisher.close()
+    nc = await nats.connect(NATS_URL)
+    await nc.jetstream().delete_stream(publisher.stream)
+    await nc.close()
+
+
+async def run(backend: str, orders: int, seconds: float) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        async with throwaway(backend, Path(directory), "relay") as url:
+            engine = create_engine(url, pool_size=20, max_overflow=20)
+            try:
+                await upgrade_to_head(engine)
+                await _measure(engine, backend, orders, seconds)
+            finally:
+                await engine.dispose()
+
+
+async def _measure(engine: AsyncEngine, backend: str, orders: int, seconds: float) -> None:
+    store = EventStore(engine)
+    bus = build_bus(store)
+    remaining = iter(range(orders))
+
+    async def backlog_writer() -> None:
+        for _ in remaining:
+            await bus.dispatch(_command())
+
+    await asyncio.gather(*(backlog_writer() for _ in range(16)))
+    suffix = uuid.uuid4().hex[:8]
+    publisher = JetStreamPublisher(NATS_URL, f"BENCH_RELAY_{suffix}", f"benchrelay{suffix}")
+    notifier = InProcessNotifier()
+    relay = Relay(engine, publisher, notifier)
+    try:
+        baseline = await _baseline(store, relay.batch_size)
+        started = time.perf_counter()
+        drained = await relay.drain()
+        rate = drained / (time.perf_counter() - started)
+        print(
+            f"{backend}: backlog of {drained} events: relay {rate:,.0f} events/s,"
+            f" baseline (same client, tight loop) {baseline:,.0f} events/s"
+            f" ({rate / baseline:.2f}x)"
+        )
+
+        # Under a write load: 16 writers for `seconds`; commit = dispatch returned,
+        # acknowledged = the relay's checkpoint notification covering that position.
+        pending: list[tuple[int, float]] = []  # (position, commit time), a heap
+        latencies: list[float] = []
+        commands = 0
+        max_lag = 0
+        head = 0
+        store.on_append(relay.wake)
+        await relay.start()
+        stop_at = time.perf_counter() + seconds
+
+        async def writer() -> None:
+            nonlocal commands, head
+            while time.perf_counter() < stop_at:
+                result = await bus.dispatch(_command())
+                heapq.heappush(pending, (result.position, time.perf_counter()))
+                commands += 1
+                head = max(head, result.position)
+
+        async def watch() -> None:
+            nonlocal max_lag
+            async with notifier.subscribe() as updates:
+                async for update in updates:
+                    if update.projection != RELAY_NAME:
+                        continue
+                    now = time.perf_counter()
+                    while pending and pending[0][0] <= update.position:
+                        latencies.append(now - heapq.heappop(pending)[1])
+                    max_lag = max(max_lag, head - update.position)
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.gather(*(writer() for _ in range(16)))
+        async with asyncio.timeout(60):
+            while True:  # the last notifications may still be on their way
+                if not pending:
+                    break
+                await asyncio.sleep(0.01)
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        latencies.sort()
+        p50 = statistics.median(latencies) * 1000
+        p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+        print(
+            f"{backend}: under 16 writers ({commands / seconds:,.0f} commands/s for"
+            f" {seconds:.0f} s): commit-to-PubAck p50 {p50:.1f} ms, p99 {p99:.1f} ms,"
+            f" max lag {max_lag} events"
+        )
+    finally:
+        await relay.stop()
+        await _delete(publisher)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--orders", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    asyncio.run(run(args.backend, args.orders, args.seconds))
+
+
+if __name__ == "__main__":
+    main()
