@@ -371,3 +371,34 @@ async def test_an_event_the_contract_cannot_map_stops_the_relay_there_and_says_s
     stored = await stored_messages(jetstream.url, jetstream.name)
     assert len(stored) == 2
     assert after.position == 5  # and nothing after it went out
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_second_relay_waits_while_one_holds_a_batch_and_takes_over_when_it_dies(
+    engine: AsyncEngine,
+    store: EventStore,
+    bus: CommandBus,
+    database_url: str,
+    jetstream: StreamUnderTest,
+) -> None:
+    head = await many_orders(bus, orders=6)  # 24 events
+    second = make_relay(engine, jetstream, batch_size=10)
+    try:
+        async with relay_subprocess(database_url, jetstream, "published", "10") as first:
+            assert first.stdout is not None
+            line = await asyncio.wait_for(first.stdout.readline(), DEADLINE)
+            assert line.decode().strip() == "published"
+            # The first holds its batch (published, not yet checkpointed): the second may
+            # not publish anything meanwhile.
+            assert await second.drain() == 0
+            assert (second.published, second.duplicates) == (0, 0)
+            first.send_signal(signal.SIGKILL)
+            await first.wait()
+        assert await second.drain() == head  # its transaction gone, the second takes over
+        status = await second.status()
+    finally:
+        await second.stop()
+    assert (status.position, status.duplicates, status.published) == (head, 10, head - 10)
+    stored = await stored_messages(jetstream.url, jetstream.name)
+    assert len(stored) == head
+    await assert_exactly_once_in_order(store, stored)
