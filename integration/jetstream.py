@@ -4,6 +4,7 @@ publishes that wait for the broker's acknowledgement (PubAck)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.js.api import StreamConfig
+from nats.aio.msg import Msg
+from nats.js.api import Header, StreamConfig
 
 from integration.contract import IntegrationMessage
 
@@ -52,13 +54,23 @@ class JetStreamPublisher:
         self._duplicate_window = duplicate_window
         self._nc: Client | None = None
         self._last_error: Exception | None = None
+        self._inbox: str | None = None  # where PubAcks come back: <inbox>.<token>
+        self._pending: dict[str, asyncio.Future[Ack]] = {}
+        self._sent = 0
+        self._stream_checked = False
 
     @property
     def connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
 
+    @property
+    def ready(self) -> bool:
+        return self.connected and self._stream_checked
+
     async def connect(self) -> None:
-        """Connect (or raise BrokerUnavailable) and create or check the stream.
+        """Connect (or raise BrokerUnavailable) and create or check the stream; a no-op when
+        ``ready``. After a refused publish the stream is checked again (and re-created if
+        someone deleted it).
 
         nats-py's own reconnecting is off. With it (and without it, unless the attempts are
         bounded) a first connect to a broker that is down does not return for minutes, and
@@ -84,7 +96,9 @@ class JetStreamPublisher:
                 raise BrokerUnavailable(
                     f"cannot connect to NATS at {self.url}: {cause!r}"
                 ) from error
-        await self.ensure_stream()
+        if not self._stream_checked:
+            await self.ensure_stream()
+            self._stream_checked = True
 
     async def ensure_stream(self) -> None:
         js = self._client().jetstream(timeout=self._ack_timeout)
@@ -115,38 +129,70 @@ class JetStreamPublisher:
         """Publish all at once (pipelined on one connection) and wait for every PubAck;
         raise BrokerUnavailable if any is missing. The caller puts at most one message per
         order in a call, so a failure can never leave a later event of an order stored
-        before an earlier one."""
+        before an earlier one.
+
+        This is what nats-py's ``publish_async`` does (a publish with a reply subject, the
+        PubAck arriving there), minus its per-message wait on a semaphore: that wait yields
+        to the event loop after every message, so its flusher wrote each one to the socket
+        alone. Here the whole call is buffered and goes out in a few writes."""
         nc = self._client()
         if not nc.is_connected:
             # nats-py would buffer the publish until it reconnects; fail now instead, so
             # the state says "broker unavailable" and nothing piles up in the buffer.
             raise BrokerUnavailable(f"not connected to NATS at {self.url}")
-        js = nc.jetstream(timeout=self._ack_timeout)
-        futures: list[asyncio.Future[nats.js.api.PubAck]] = []
+        if self._inbox is None:
+            inbox = nc.new_inbox()
+            await nc.subscribe(f"{inbox}.*", cb=self._on_ack)
+            self._inbox = inbox
+        loop = asyncio.get_running_loop()
+        tokens: list[str] = []
+        futures: list[asyncio.Future[Ack]] = []
         try:
             for message in messages:
-                futures.append(
-                    await js.publish_async(
-                        message.subject,
-                        message.body,
-                        wait_stall=self._ack_timeout,
-                        stream=self.stream,
-                        headers=dict(message.headers),
-                    )
+                self._sent += 1
+                token = str(self._sent)
+                future: asyncio.Future[Ack] = loop.create_future()
+                self._pending[token] = future
+                tokens.append(token)
+                futures.append(future)
+                headers = {**message.headers, Header.EXPECTED_STREAM: self.stream}
+                await nc.publish(
+                    message.subject, message.body, reply=f"{self._inbox}.{token}", headers=headers
                 )
             async with asyncio.timeout(self._ack_timeout):
-                acks = await asyncio.gather(*futures)
+                return await asyncio.gather(*futures)
         except (nats.errors.Error, TimeoutError) as error:
-            for future in futures:
-                future.cancel()
             raise BrokerUnavailable(
                 f"publish to {self.stream} not acknowledged: {error!r}"
             ) from error
-        return [Ack(ack.seq, bool(ack.duplicate)) for ack in acks]
+        finally:
+            for token in tokens:
+                self._pending.pop(token, None)
+            for future in futures:
+                future.cancel()  # a no-op for those done; nobody waits for the rest
+
+    async def _on_ack(self, msg: Msg) -> None:
+        future = self._pending.get(msg.subject.rsplit(".", 1)[-1])
+        if future is None or future.done():
+            return  # late: its publish call gave up already (and will be retried)
+        if msg.headers and msg.headers.get(Header.STATUS) == "503":
+            self._stream_checked = False  # deleted under us? look again before the retry
+            future.set_exception(
+                BrokerUnavailable(f"no JetStream stream answers for {self.stream}")
+            )
+            return
+        reply = json.loads(msg.data)
+        if "error" in reply:
+            self._stream_checked = False
+            future.set_exception(BrokerUnavailable(f"JetStream refused: {reply['error']}"))
+        else:
+            future.set_result(Ack(int(reply["seq"]), bool(reply.get("duplicate"))))
 
     async def close(self) -> None:
         if self._nc is not None:
             nc, self._nc = self._nc, None
+            self._inbox = None  # its subscription ends with the connection
+            self._stream_checked = False
             if nc.is_connected:
                 try:
                     await nc.drain()

@@ -157,8 +157,7 @@ class Relay:
         """Connect if needed and publish up to the head now; returns how many events were
         published. Raises what stopped it (the checkpoint stays before the culprit)."""
         await self._ensure_checkpoint()
-        if not self.publisher.connected:
-            await self.publisher.connect()
+        await self.publisher.connect()
         total = 0
         while sent := await self.step():
             total += sent
@@ -223,7 +222,7 @@ class Relay:
         while True:
             self._wake.clear()
             try:
-                if not self.publisher.connected:
+                if not self.publisher.ready:
                     if self.state != FAILED:  # a failure stays visible while we retry
                         self.state = CONNECTING
                     await self.publisher.connect()

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -402,3 +403,37 @@ async def test_a_second_relay_waits_while_one_holds_a_batch_and_takes_over_when_
     stored = await stored_messages(jetstream.url, jetstream.name)
     assert len(stored) == head
     await assert_exactly_once_in_order(store, stored)
+
+
+async def test_a_stream_deleted_under_the_relay_is_created_again_and_nothing_after_is_lost(
+    engine: AsyncEngine,
+    store: EventStore,
+    bus: CommandBus,
+    notifier: InProcessNotifier,
+    jetstream: StreamUnderTest,
+) -> None:
+    relay = make_relay(engine, jetstream, notifier)
+    store.on_append(relay.wake)
+    waiter = CheckpointWaiter(engine, notifier, [RELAY_NAME])
+    await relay.start()
+    try:
+        first = await many_orders(bus, orders=3)
+        assert await waiter.wait_for(first, within=DEADLINE)
+        nc = await nats.connect(jetstream.url)
+        await nc.jetstream().delete_stream(jetstream.name)  # an operator's mistake
+        await nc.close()
+        head = await many_orders(bus, orders=3)
+        assert await waiter.wait_for(head, within=DEADLINE)
+        status = await relay.status()
+    finally:
+        await relay.stop()
+    assert status.last_error is not None
+    assert "no JetStream stream answers" in status.last_error  # the refusal, on record
+    stored = await stored_messages(jetstream.url, jetstream.name)
+    assert (
+        sorted(int(m.headers["Nats-Msg-Id"].split("/")[1]) for m in stored)
+        == [1] * 3 + [2] * 3 + [3] * 3 + [4] * 3
+    )  # the three orders written after the deletion, all of them
+    assert {m.body["orderId"] for m in stored}.isdisjoint(
+        {e.stream_id.removeprefix("order-") for e in await store.read_all(limit=first)}
+    )
