@@ -148,7 +148,10 @@ def origins(value: str) -> tuple[str, ...]:
 
 def nats_url(text: str) -> str:
     value = text.strip()
-    if urllib.parse.urlsplit(value).scheme not in ("nats", "tls", "ws", "wss") or "://" not in value:
+    if (
+        urllib.parse.urlsplit(value).scheme not in ("nats", "tls", "ws", "wss")
+        or "://" not in value
+    ):
         raise ValueError("expected a NATS server URL such as nats://127.0.0.1:4222")
     return value
 
