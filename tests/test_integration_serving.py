@@ -73,8 +73,16 @@ async def test_serve_starts_and_takes_commands_with_the_broker_unreachable(
                 if statuses["integration"]["state"] == FAILED:
                     break
                 await asyncio.sleep(0.05)
+        ready = await server.http.get("/readyz")
+        metrics = (await server.http.get("/metrics")).text
     assert statuses["integration"]["lag"] == 1
     assert "cannot connect to NATS" in statuses["integration"]["error"]
+    # Operators see it in /readyz and /metrics, but it does not make the process unready:
+    # it goes on taking commands.
+    assert ready.status_code == 200, ready.text
+    relay = ready.json()["checks"]["projections"]["projections"]["integration"]
+    assert (relay["state"], relay["lag"]) == (FAILED, 1)
+    assert 'ordergraph_projection_lag_events{projection="integration"} 1.0' in metrics
 
 
 async def test_relay_from_a_position_publishes_the_range_again_with_the_same_ids(
