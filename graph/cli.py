@@ -1,5 +1,5 @@
-"""The ``ordergraph`` command: serve, project, relay, migrate, rebuild, export-schema,
-subscribe, token.
+"""The ``ordergraph`` command: serve, project, relay, projections, migrate, rebuild,
+export-schema, subscribe, token.
 
 Imports here are the standard library and our settings only; each command imports what it
 needs when it runs, so ``ordergraph --help`` answers at once. Exit codes: see graph/startup.py.
@@ -102,6 +102,27 @@ async def _relay(settings: Settings, from_position: int | None) -> None:
                 f" published {status.published}, duplicates {status.duplicates}",
                 flush=True,
             )
+
+
+async def _projections(settings: Settings) -> None:
+    """Each checkpoint (the projections, and the integration relay where it has run): where
+    it is, how far behind the head in events and seconds, its state and last error."""
+    from graph.health import projection_health
+
+    engine = _engine(settings)
+    try:
+        await check_database(engine, settings, migrate=settings.is_sqlite)
+        head, found = await projection_health(engine, settings.stall_seconds, within=30)
+    finally:
+        await engine.dispose()
+    print(f"{'name':20} {'position':>10} {'lag':>8} {'lag s':>8}  {'state':10} error")
+    for p in found:
+        stalled = " (stalled)" if p.stalled else ""
+        print(
+            f"{p.name:20} {p.position:>10} {p.lag:>8} {p.lag_seconds:>8.1f}"
+            f"  {p.state + stalled:10} {p.error or ''}".rstrip()
+        )
+    print(f"head {head}")
 
 
 async def _migrate(settings: Settings, force: bool) -> None:
@@ -215,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="migrate even a database holding foreign tables"
     )
     sub.add_parser("project", help="run only the projector (beside API replicas)")
+    sub.add_parser("projections", help="where each projection (and the relay) is, and why")
     relay = sub.add_parser("relay", help="run only the integration relay (needs NATS_URL)")
     relay.add_argument(
         "--from",
@@ -313,6 +335,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
     if args.command == "project":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_project(settings))
+        return OK
+    if args.command == "projections":
+        asyncio.run(_projections(settings))
         return OK
     if args.command == "relay":
         if not settings.nats_url:

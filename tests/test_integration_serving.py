@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,6 +16,7 @@ from domain.bus import CommandBus
 from domain.store import EventStore
 from graph.settings import Settings
 from integration.relay import FAILED
+from readmodels.projector import Projector
 from tests.jetstream import StreamUnderTest, stored_messages
 from tests.relay_checks import assert_exactly_once_in_order, many_orders
 from tests.serving import free_port, graphql_ws
@@ -130,3 +133,32 @@ def test_the_relay_is_off_by_default_and_bad_nats_names_are_refused_at_start_up(
     for wrong in ({"NATS_STREAM": "ORDERS.v1"}, {"NATS_SUBJECT_PREFIX": "orders.>"}):
         with pytest.raises(ValueError, match=next(iter(wrong))):
             Settings.from_env(wrong)
+
+
+async def test_ordergraph_projections_shows_the_relay_beside_the_projections(
+    engine: AsyncEngine,
+    bus: CommandBus,
+    projector: Projector,
+    database_url: str,
+    jetstream: StreamUnderTest,
+) -> None:
+    head = await many_orders(bus, orders=2)
+    await projector.catch_up("order_views")
+    relay = make_relay(engine, jetstream)
+    try:
+        await relay.drain()
+    finally:
+        await relay.stop()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "graph.cli",
+        "projections",
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), DEADLINE)
+    assert process.returncode == 0
+    rows = {line.split()[0]: line.split()[1:5] for line in output.decode().splitlines()[1:-1]}
+    assert rows["integration"] == [str(head), "0", "0.0", "live"]
+    assert rows["order_views"] == [str(head), "0", "0.0", "live"]
