@@ -5,7 +5,8 @@ For each backend: start ``ordergraph serve`` (production settings) in a subproce
 drive it from this process with N keep-alive clients (placeOrder, a mixed workload,
 read-your-writes under load, order(id) queries), read its peak memory; then the same against
 the raw-driver baseline server; then, in a child process, ordergraph's bus beside the
-eventsourcing library in-process; then a projection rebuild of 100,000 events.
+eventsourcing library in-process; then a projection rebuild of 100,000 events; then the
+integration relay against NATS JetStream ($NATS_URL; ``--relay-orders 0`` skips it).
 """
 
 from __future__ import annotations
@@ -61,12 +62,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per workload")
     parser.add_argument("--rebuild-events", type=int, default=100_000)
     parser.add_argument("--inprocess-orders", type=int, default=1500)
+    parser.add_argument(
+        "--relay-orders", type=int, default=20_000, help="backlog for the relay (0: skip it)"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: short everything")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration = min(args.duration, 2.0)
         args.rebuild_events = min(args.rebuild_events, 10_000)
         args.inprocess_orders = min(args.inprocess_orders, 200)
+        args.relay_orders = min(args.relay_orders, 2000)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.backends) - {"sqlite", "postgresql"}
     if unknown or args.clients < 2:
@@ -201,6 +206,14 @@ async def _backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[st
                    "--events", str(args.rebuild_events)]  # fmt: skip
         result["rebuild"] = json.loads(await run_command(command, production_env(url)))
         _log(f"  {result['rebuild']['rate']:,.0f} events/s")
+    if args.relay_orders:
+        async with throwaway(backend, tmp, "relay") as url:
+            _log(f"{backend}: integration relay, {args.relay_orders:,} events, NATS JetStream")
+            command = [str(BIN / "python"), "-m", "bench.relay_rate", "--database-url", url,
+                       "--orders", str(args.relay_orders), "--seconds", str(args.duration),
+                       "--json"]  # fmt: skip
+            result["relay"] = json.loads(await run_command(command, production_env(url)))
+            _log(f"  {result['relay']['rate']:,.0f} events/s")
     plain: dict[str, Any] = _plain(result)
     return plain
 

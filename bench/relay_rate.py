@@ -1,10 +1,12 @@
 """Integration relay: throughput on a backlog, against the same NATS client publishing the same
 messages in a tight loop, and commit-to-PubAck latency under a write load.
 
-    python -m bench.relay_rate [--backend sqlite|postgresql] [--orders N] [--seconds S]
+    python -m bench.relay_rate [--backend sqlite|postgresql | --database-url URL]
+                               [--orders N] [--seconds S] [--json]
 
 Needs a JetStream at $NATS_URL (default nats://127.0.0.1:4222); uses streams of its own
-(random names) and deletes them. Prints one line per figure.
+(random names) and deletes them. Prints one line per figure, or (``--json``, as ``python -m
+bench`` runs it) one JSON object. ``--database-url`` names an empty database to use.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import argparse
 import asyncio
 import contextlib
 import heapq
+import json
 import os
 import statistics
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import nats
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -68,18 +72,24 @@ async def _delete(publisher: JetStreamPublisher) -> None:
     await nc.close()
 
 
-async def run(backend: str, orders: int, seconds: float) -> None:
+async def run(backend: str, url: str | None, orders: int, seconds: float) -> dict[str, Any]:
+    if url is not None:
+        return await _on(url, orders, seconds)
     with tempfile.TemporaryDirectory() as directory:
-        async with throwaway(backend, Path(directory), "relay") as url:
-            engine = create_engine(url, pool_size=20, max_overflow=20)
-            try:
-                await upgrade_to_head(engine)
-                await _measure(engine, backend, orders, seconds)
-            finally:
-                await engine.dispose()
+        async with throwaway(backend, Path(directory), "relay") as made:
+            return await _on(made, orders, seconds)
 
 
-async def _measure(engine: AsyncEngine, backend: str, orders: int, seconds: float) -> None:
+async def _on(url: str, orders: int, seconds: float) -> dict[str, Any]:
+    engine = create_engine(url, pool_size=20, max_overflow=20)
+    try:
+        await upgrade_to_head(engine)
+        return await _measure(engine, orders, seconds)
+    finally:
+        await engine.dispose()
+
+
+async def _measure(engine: AsyncEngine, orders: int, seconds: float) -> dict[str, Any]:
     store = EventStore(engine)
     bus = build_bus(store)
     remaining = iter(range(orders))
@@ -95,14 +105,10 @@ async def _measure(engine: AsyncEngine, backend: str, orders: int, seconds: floa
     relay = Relay(engine, publisher, notifier)
     try:
         baseline = await _baseline(store, relay.batch_size)
+        await publisher.connect()  # the stream made, as the baseline's was, before the clock
         started = time.perf_counter()
         drained = await relay.drain()
         rate = drained / (time.perf_counter() - started)
-        print(
-            f"{backend}: backlog of {drained} events: relay {rate:,.0f} events/s,"
-            f" baseline (same client, tight loop) {baseline:,.0f} events/s"
-            f" ({rate / baseline:.2f}x)"
-        )
 
         # Under a write load: 16 writers for `seconds`; commit = dispatch returned,
         # acknowledged = the relay's checkpoint notification covering that position.
@@ -147,11 +153,16 @@ async def _measure(engine: AsyncEngine, backend: str, orders: int, seconds: floa
         latencies.sort()
         p50 = statistics.median(latencies) * 1000
         p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
-        print(
-            f"{backend}: under 16 writers ({commands / seconds:,.0f} commands/s for"
-            f" {seconds:.0f} s): commit-to-PubAck p50 {p50:.1f} ms, p99 {p99:.1f} ms,"
-            f" max lag {max_lag} events"
-        )
+        return {
+            "events": drained,
+            "rate": rate,
+            "baseline": baseline,
+            "commands_per_s": commands / seconds,
+            "seconds": seconds,
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "max_lag": max_lag,
+        }
     finally:
         await relay.stop()
         await _delete(publisher)
@@ -160,10 +171,24 @@ async def _measure(engine: AsyncEngine, backend: str, orders: int, seconds: floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--database-url", help="an empty database (default: a throwaway one)")
     parser.add_argument("--orders", type=int, default=20_000)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    asyncio.run(run(args.backend, args.orders, args.seconds))
+    r = asyncio.run(run(args.backend, args.database_url, args.orders, args.seconds))
+    if args.json:
+        print(json.dumps(r))
+        return
+    print(
+        f"backlog of {r['events']} events: relay {r['rate']:,.0f} events/s, baseline (same"
+        f" client, tight loop) {r['baseline']:,.0f} events/s ({r['rate'] / r['baseline']:.2f}x)"
+    )
+    print(
+        f"under 16 writers ({r['commands_per_s']:,.0f} commands/s for {r['seconds']:.0f} s):"
+        f" commit-to-PubAck p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms,"
+        f" max lag {r['max_lag']} events"
+    )
 
 
 if __name__ == "__main__":

@@ -97,6 +97,17 @@ def rows(backend: str, r: dict[str, Any]) -> list[Row]:
         Row(backend, "server peak memory (VmHWM)", "MiB", og["memory_kib"] / 1024,
             raw["memory_kib"] / 1024, f"{RAW} server"),
     ]  # fmt: skip
+    if (relay := r.get("relay")) is not None:
+        under = f"under {relay['commands_per_s']:.0f} cmd/s"
+        out += [
+            Row(backend, f"relay on a backlog of {relay['events']:,} events", "events/s",
+                relay["rate"], relay["baseline"], "same NATS client, tight loop"),
+            Row(backend, f"relay commit-to-PubAck p50 ({under})", "ms", relay["p50_ms"],
+                None, "-"),
+            Row(backend, f"relay commit-to-PubAck p99 ({under})", "ms", relay["p99_ms"],
+                None, "-"),
+            Row(backend, f"relay max lag ({under})", "events", relay["max_lag"], None, "-"),
+        ]  # fmt: skip
     return out
 
 
@@ -134,6 +145,15 @@ def targets(results: dict[str, Any]) -> list[Target]:
                 f"{half:.1f} ms",
             )
         )
+        if (relay := r.get("relay")) is not None:
+            ratio = relay["rate"] / max(relay["baseline"], 1e-9)
+            out.append(
+                Target(
+                    f"{backend}: relay >= 0.5x the same client's tight loop (backlog)",
+                    ratio >= 0.5,
+                    f"{ratio:.2f}x",
+                )
+            )
         if backend == "sqlite":
             rate = r["rebuild"]["rate"]
             out.append(

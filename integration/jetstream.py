@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import nats
@@ -20,6 +20,7 @@ from integration.contract import IntegrationMessage
 
 log = logging.getLogger("ordergraph.relay")
 
+FLUSH_EVERY = 100  # messages buffered before the client gets a turn to write them
 DUPLICATE_WINDOW_SECONDS = 120.0  # JetStream's default, stated so the docs can rely on it
 
 
@@ -125,11 +126,16 @@ class JetStreamPublisher:
                 " set NATS_STREAM to another name or NATS_SUBJECT_PREFIX to match it"
             )
 
-    async def publish(self, messages: Sequence[IntegrationMessage]) -> list[Ack]:
+    async def publish(self, messages: Iterable[IntegrationMessage]) -> list[Ack]:
         """Publish all at once (pipelined on one connection) and wait for every PubAck;
         raise BrokerUnavailable if any is missing. The caller puts at most one message per
         order in a call, so a failure can never leave a later event of an order stored
         before an earlier one.
+
+        ``messages`` may be built as they are taken (a generator): every ``FLUSH_EVERY`` the
+        event loop gets a turn, the client writes what is buffered, and the broker stores
+        those while the next ones are built. An exception from the generator ends the call
+        with nothing acknowledged to the caller.
 
         This is what nats-py's ``publish_async`` does (a publish with a reply subject, the
         PubAck arriving there), minus its per-message wait on a semaphore: that wait yields
@@ -159,6 +165,8 @@ class JetStreamPublisher:
                 await nc.publish(
                     message.subject, message.body, reply=f"{self._inbox}.{token}", headers=headers
                 )
+                if len(futures) % FLUSH_EVERY == 0:
+                    await asyncio.sleep(0)  # the flusher's turn: see above
             async with asyncio.timeout(self._ack_timeout):
                 return await asyncio.gather(*futures)
         except (nats.errors.Error, TimeoutError) as error:

@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from domain.db import is_sqlite, reader, write_transaction
 from domain.store import RecordedEvent, read_after
 from domain.tables import events
-from integration.contract import IntegrationMessage, to_message
+from integration.contract import to_message
 from readmodels.notifier import Notifier, ProjectionUpdate
 from readmodels.tables import checkpoints
 
@@ -75,9 +75,9 @@ class RelayStatus:
     connected: bool
 
 
-def waves(messages: Sequence[IntegrationMessage], orders: Sequence[str]) -> list[list[int]]:
-    """Indexes of ``messages`` in publishing waves: at most one message per order in a wave,
-    and the n-th event of an order in wave n (both lists in position order)."""
+def waves(orders: Sequence[str]) -> list[list[int]]:
+    """Indexes of a batch's events (given by their order's stream, in position order) in
+    publishing waves: at most one event per order in a wave, the n-th of an order in wave n."""
     result: list[list[int]] = []
     depth: dict[str, int] = {}
     for index, order in enumerate(orders):
@@ -291,10 +291,11 @@ class Relay:
     async def _publish(self, recorded: Sequence[RecordedEvent]) -> list[Ack]:
         """Every event of the batch acknowledged by the broker, in per-order waves; raises
         (and nothing is checkpointed) if any is not."""
-        messages = [to_message(r, self.publisher.subject_prefix) for r in recorded]
+        prefix = self.publisher.subject_prefix
         acks: list[Ack] = []
-        for wave in waves(messages, [r.stream_id for r in recorded]):
-            acks.extend(await self.publisher.publish([messages[i] for i in wave]))
+        for wave in waves([r.stream_id for r in recorded]):
+            # built as they go out, so the broker works while the rest are built
+            acks.extend(await self.publisher.publish(to_message(recorded[i], prefix) for i in wave))
         duplicates = sum(ack.duplicate for ack in acks)
         self.duplicates += duplicates
         self.published += len(acks) - duplicates
