@@ -368,10 +368,14 @@ async def test_an_event_the_contract_cannot_map_stops_the_relay_there_and_says_s
     assert (row.state, row.error_position) == (FAILED, 4)
     assert row.error is not None
     assert "Mystery at position 4" in row.error
-    assert row.position == 2  # the batch holding the culprit (3, 4) is held back whole
+    assert row.position == 2  # the batch holding the culprit (3, 4) is not checkpointed
     stored = await stored_messages(jetstream.url, jetstream.name)
-    assert len(stored) == 2
-    assert after.position == 5  # and nothing after it went out
+    # Event 3 went out before the culprit was reached (it will be re-sent, a duplicate, once
+    # the cause is fixed); nothing after the culprit did.
+    published = [int(m.headers["Orders-Order-Version"]) for m in stored]
+    assert (len(stored), published) == (3, [1, 1, 1])
+    assert after.position == 5
+    assert after.order_id not in {m.body["orderId"] for m in stored}
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
