@@ -46,6 +46,7 @@ from domain.store import RecordedEvent, read_after
 from domain.tables import events
 from integration.contract import to_message
 from readmodels.notifier import Notifier, ProjectionUpdate
+from readmodels.stall_log import short
 from readmodels.tables import checkpoints
 
 if TYPE_CHECKING:  # nats-py is the optional `nats` extra: GraphQL names the relay without it
@@ -110,6 +111,7 @@ class Relay:
         self.name = name
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self.state = STOPPED
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
@@ -132,12 +134,14 @@ class Relay:
         self._tasks.append(asyncio.create_task(self._run(), name="relay"))
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self._stopping = False
         self.state = STOPPED
         await self.publisher.close()
 
@@ -219,7 +223,7 @@ class Relay:
 
     async def _run(self) -> None:
         backoff = 0.0
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 if not self.publisher.ready:
@@ -230,6 +234,11 @@ class Relay:
                 if self.state != LIVE:
                     await self._mark_live()
             except Exception as error:
+                # A cancel (stop) that arrived inside nats-py's connect can come out as a
+                # timeout (asyncio.wait_for, Python 3.11): never retry through it.
+                task = asyncio.current_task()
+                if self._stopping or (task is not None and task.cancelling()):
+                    raise asyncio.CancelledError from error
                 backoff = min(max(backoff * 2, 0.1), self._max_backoff)
                 await self._record_failure(error)
                 # Back off whatever is appended meanwhile: it is the broker we wait for.
@@ -334,7 +343,7 @@ class Relay:
 
     async def _record_failure(self, error: Exception) -> None:
         self.state = FAILED
-        self.last_error = str(error) or repr(error)
+        self.last_error = short(error)  # "BrokerUnavailable: cannot connect to NATS at ..."
         self.last_error_at = datetime.now(UTC)
         log.warning("relay held back: %s", self.last_error)
         try:

@@ -317,6 +317,10 @@ def error_code(error: str) -> str:
         return "unreadable_event"
     if error.startswith(_DATABASE_ERRORS):
         return "database_refused"  # the read model cannot hold what the event says
+    if error.startswith(("BrokerUnavailable", "StreamMisconfigured")):
+        return "broker_unavailable"  # the integration relay (integration/relay.py)
+    if error.startswith("UnmappedEvent"):
+        return "unmapped_event"  # the relay: no integration mapping for a stored event
     return "projection_error"
 
 

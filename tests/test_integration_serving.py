@@ -79,12 +79,14 @@ async def test_serve_starts_and_takes_commands_with_the_broker_unreachable(
         ready = await server.http.get("/readyz")
         metrics = (await server.http.get("/metrics")).text
     assert statuses["integration"]["lag"] == 1
-    assert "cannot connect to NATS" in statuses["integration"]["error"]
+    # Clients get the reason's code and where (the detail is for operators)
+    assert statuses["integration"]["error"].startswith("broker_unavailable: ")
     # Operators see it in /readyz and /metrics, but it does not make the process unready:
     # it goes on taking commands.
     assert ready.status_code == 200, ready.text
     relay = ready.json()["checks"]["projections"]["projections"]["integration"]
     assert (relay["state"], relay["lag"]) == (FAILED, 1)
+    assert relay["error"].startswith("BrokerUnavailable: cannot connect to NATS at ")
     assert 'ordergraph_projection_lag_events{projection="integration"} 1.0' in metrics
 
 
