@@ -82,7 +82,7 @@ async def test_a_stalled_projection_makes_the_server_unready_until_it_moves(
         views = projections["projections"]["order_views"]
         assert views["lag"] == 3
         assert views["stalled"] is True
-        assert views["lag_seconds"] > 0.3
+        assert views["lag_seconds"] >= 0.3  # reported rounded to 3 places: 0.3004 -> 0.3
 
         # A write through the server wakes its projector: caught up, ready again.
         accepted = await server.place()
