@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.db import is_sqlite, write_transaction
 from domain.errors import AppendRefused, CommandIdReused, VersionConflict
+from domain.outages import is_outage
 from domain.records import AppendResult, CommandRecord, ExpectedVersion, NewEvent, StreamState
 from domain.tables import commands, events
 
@@ -139,9 +140,10 @@ class GroupCommitWriter:
                     outcomes |= await self._write(conn, part)
                 return
             except (DBAPIError, UnicodeError) as error:
-                # What the database (or its driver, encoding) refuses in a statement;
-                # anything else, a lost connection included, fails the whole batch.
-                if isinstance(error, DBAPIError) and error.connection_invalidated:
+                # What the database (or its driver, encoding) refuses in a statement. An
+                # outage (a lost connection, a full disk, a read-only file) is not the data's
+                # fault: it fails the whole batch, so every append in it is answered retryable.
+                if is_outage(error):
                     raise
                 if len(part) == 1:
                     outcomes[part[0]] = await self._refusal(conn, part[0], error)

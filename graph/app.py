@@ -113,6 +113,8 @@ def create_app(settings: Settings | None = None, *, pages: WebPages | None = Non
     async def on_connect(context: object) -> None:
         assert isinstance(context, Context)
         actor = context.actor = await authenticator.websocket(context.connection_params)
+        if context.expiry is not None:
+            context.expiry.cancel()
         if actor.expires_at is not None and context.websocket is not None:
             context.expiry = asyncio.create_task(
                 close_when_expired(context.websocket, actor.expires_at, settings.jwt_leeway)

@@ -115,6 +115,11 @@ class RejectingGraphQLWSHandler(BaseGraphQLWSHandler[Any, Any]):
     for a server fault and retry. Otherwise strawberry's handle_connection_init as it is."""
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        if self.connection_acknowledged:
+            # As graphql-transport-ws: each init would verify a token and start an expiry
+            # timer again, so a socket gets one.
+            await self.websocket.close(code=4429, reason="Too many initialisation requests")
+            return
         payload = message.get("payload")
         if payload is not None and not isinstance(payload, dict):
             await self.send_message({"type": "connection_error"})

@@ -41,11 +41,17 @@ from graphql import (
 )
 
 from domain.limits import MAX_LINES
+from readmodels.queries import MAX_HISTORY
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 # Lists of the schema whose length is bounded elsewhere (domain/limits.py, graph/queries.py).
-DATA_LISTS: Mapping[str, int] = {"lines": MAX_LINES, "dailySales": 366, "projections": 3}
+DATA_LISTS: Mapping[str, int] = {
+    "lines": MAX_LINES,
+    "history": MAX_HISTORY,
+    "dailySales": 366,
+    "projections": 3,
+}
 CONNECTIONS = frozenset({"orders", "customers"})
 
 
@@ -91,8 +97,15 @@ class QueryCost:
         }
         self._fragments: dict[tuple[str, bool], float] = {}
         self._visiting: set[str] = set()
+        self._defaults: dict[str, int] = {}
 
     def of(self, operation: OperationDefinitionNode) -> int:
+        # A variable the request leaves out takes its default: price what will run.
+        self._defaults = {
+            definition.variable.name.value: int(definition.default_value.value)
+            for definition in operation.variable_definitions or ()
+            if isinstance(definition.default_value, IntValueNode)
+        }
         return math.ceil(self._cost(operation.selection_set, introspection=False))
 
     def _cost(self, selections: SelectionSetNode | None, *, introspection: bool) -> float:
@@ -127,7 +140,8 @@ class QueryCost:
             return self._introspection.get(name, 1)
         first: Any = next((a.value for a in field.arguments or () if a.name.value == "first"), None)
         if isinstance(first, VariableNode):
-            first = self._variables.get(first.name.value)
+            variable = first.name.value
+            first = self._variables.get(variable, self._defaults.get(variable))
             if first is None:
                 return DEFAULT_PAGE if name in CONNECTIONS else 1
             return max(0, min(int(first), MAX_PAGE)) if isinstance(first, int) else MAX_PAGE

@@ -76,10 +76,14 @@ class PostgresNotifier:
         channel: str = DEFAULT_CHANNEL,
         *,
         health_check_interval: float = 30.0,
+        publish_timeout: float = 5.0,
     ) -> None:
         self.dsn = asyncpg_dsn(dsn)
         self.channel = channel
         self.health_check_interval = health_check_interval
+        # The projector awaits each publish after its commit: a connection that goes silent
+        # (no reset, no answer) must not stop every projection with it.
+        self.publish_timeout = publish_timeout
         self._local = InProcessNotifier()
         self._listener: Any = None  # asyncpg.Connection; asyncpg ships no type hints
         self._publisher: Any = None
@@ -164,11 +168,14 @@ class PostgresNotifier:
             self._local.deliver(update)
         async with self._publish_lock:
             try:
-                await self._notify(payloads)
+                async with asyncio.timeout(self.publish_timeout):
+                    await self._notify(payloads)
             except _CONNECTION_ERRORS:
-                # One retry on a fresh connection: the old one may have been dropped while idle.
+                # One retry on a fresh connection: the old one may have been dropped while
+                # idle, or have gone silent.
                 await self._drop_publisher()
-                await self._notify(payloads)
+                async with asyncio.timeout(self.publish_timeout):
+                    await self._notify(payloads)
 
     async def _notify(self, payloads: Sequence[str]) -> None:
         if self._publisher is None or self._publisher.is_closed():

@@ -87,7 +87,9 @@ class Order:
     version: int
 
     @strawberry.field(
-        description="Every event of the order with who caused it, oldest first (staff only).",
+        description=(
+            "The order's events with who caused each, oldest first; the latest 100 (staff only)."
+        ),
         extensions=[allow(Action.READ_HISTORY)],
     )
     async def history(self, info: strawberry.Info[Context, None]) -> list[HistoryEntry] | None:

@@ -29,6 +29,7 @@ from readmodels.waiting import CheckpointWaiter
 log = logging.getLogger("ordergraph.projector")
 
 ORDER_VIEWS = "order_views"
+RESTART_DELAY = 1.0  # seconds before following changes again after a failure
 
 
 class OrderWatch:
@@ -69,9 +70,16 @@ class OrderChanges:
         return len(self._watches)
 
     async def start(self) -> None:
+        """Returns once changes are followed; raises what stopped the first attempt."""
         subscribed = asyncio.Event()
-        self._task = asyncio.create_task(self._run(subscribed), name="order-changes")
-        await subscribed.wait()
+        self._task = asyncio.create_task(self._supervise(subscribed), name="order-changes")
+        ready = asyncio.create_task(subscribed.wait())
+        await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if not subscribed.is_set():
+            ready.cancel()
+            task, self._task = self._task, None
+            task.result()  # the exception that stopped it
+            raise RuntimeError("orderChanged routing ended before it started")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -93,10 +101,24 @@ class OrderChanges:
                 if not watchers:
                     del self._watches[order_id]
 
-    async def _run(self, subscribed: asyncio.Event) -> None:
+    async def _supervise(self, subscribed: asyncio.Event) -> None:
+        """Follows changes for the life of the process: a failure is logged and followed by a
+        fresh start, never by silence for every subscriber."""
+        while True:
+            try:
+                await self._run(subscribed, resync=subscribed.is_set())
+            except Exception:
+                if not subscribed.is_set():
+                    raise  # start() reports it
+                log.exception("orderChanged: routing failed; starting again")
+                await asyncio.sleep(RESTART_DELAY)
+
+    async def _run(self, subscribed: asyncio.Event, *, resync: bool = False) -> None:
         async with self._notifier.subscribe() as updates:
             seen = (await self._waiter.positions([ORDER_VIEWS]))[ORDER_VIEWS]
             subscribed.set()
+            if resync:  # changes made while nothing followed them: read every watched order
+                seen = await self._resync(seen)
             async for update in updates:
                 if update.projection == RESYNC:
                     seen = await self._resync(seen)

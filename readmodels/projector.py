@@ -37,6 +37,7 @@ from readmodels.tables import checkpoints
 log = logging.getLogger("ordergraph.projector")
 
 LIVE, FAILED, REBUILDING = "live", "failed", "rebuilding"
+CONTENDED_RETRY = 0.02  # seconds before looking again at checkpoints another instance holds
 
 # Called after each committed pass: (projections advanced, events applied, seconds taken).
 PassObserver = Callable[[Sequence[str], int, float], None]
@@ -178,10 +179,12 @@ class Projector:
                 for projection in due:
                     backoff[projection.name] = retry_at[projection.name] = 0.0
                     self._stalls.running(projection.name)
-            if applied == 0 and not self._contended:
+            if applied == 0:
                 waiting = [t - loop.time() for t in retry_at.values() if t > loop.time()]
+                # Held by another instance: look again soon, but not in a tight loop.
+                ceiling = CONTENDED_RETRY if self._contended else self._poll_interval
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), min([self._poll_interval, *waiting]))
+                    await asyncio.wait_for(self._wake.wait(), min([ceiling, *waiting]))
 
     async def advance_together(self, projections: Sequence[Projection], batch_size: int) -> int:
         """One batch for several projections in one transaction (events read and decoded

@@ -28,6 +28,7 @@ from readmodels.tables import (
 
 T = TypeVar("T")
 MAX_PAGE = 100
+MAX_HISTORY = 100  # entries of Order.history in one answer: the latest ones
 
 
 class InvalidCursor(ValueError):
@@ -163,13 +164,16 @@ class ReadModelQueries:
         return None if row is None else _order(row)
 
     async def order_history(self, order_id: str) -> list[HistoryEntryView]:
+        """The order's latest ``MAX_HISTORY`` events, oldest first: address changes are
+        unbounded, and one answer must not be."""
         query = (
             sa.select(order_history)
             .where(order_history.c.order_id == order_id)
-            .order_by(order_history.c.version)
+            .order_by(order_history.c.version.desc())
+            .limit(MAX_HISTORY)
         )
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = list(reversed((await conn.execute(query)).all()))
         return [
             HistoryEntryView(
                 row.version,

@@ -204,6 +204,15 @@ async def test_costly_queries_are_refused_before_they_run(server: Server) -> Non
             + " }",
             {"n": 100},
         ),
+        "a page size by a variable's default": (
+            "query($n: Int = 100) { "
+            + " ".join(
+                f"a{i}: orders(first: $n) {{ edges {{ node {{ {ORDER_FIELDS} }} }} }}"
+                for i in range(3)
+            )
+            + " }",
+            {},
+        ),
         # Our depth limit does not look inside introspection; graphql-core's introspection
         # depth rule and the cost do.
         "nested introspection": (

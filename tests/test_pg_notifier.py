@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.db import async_url, create_engine
@@ -202,3 +203,63 @@ def test_payload_round_trip() -> None:
     ]
     with pytest.raises(ValueError, match="not a projection update"):
         decode("12")
+
+
+class SilentableProxy:
+    """A TCP proxy to PostgreSQL that can go silent: nothing passes, nothing is closed, as
+    on a network that drops packets."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            while data := await source.read(65536):
+                await self.flowing.wait()
+                sink.write(data)
+                await sink.drain()
+            sink.close()
+
+        await asyncio.gather(
+            pump(reader, upstream_writer), pump(upstream_reader, writer), return_exceptions=True
+        )
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_a_publish_on_a_connection_gone_silent_gives_up_in_bounded_time(
+    postgres_url: str, channel: str
+) -> None:
+    """The projector awaits each publish after its commit: a publisher connection that goes
+    silent must fail the publish in bounded time, not hold every projection forever."""
+    url = make_url(postgres_url)
+    proxy = SilentableProxy(url.host or "127.0.0.1", url.port or 5432)
+    port = await proxy.start()
+    dsn = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    notifier = PostgresNotifier(dsn, channel, publish_timeout=0.5)
+    try:
+        await notifier.start()
+        await notifier.publish(ProjectionUpdate("order_views", 1))  # the publisher connects
+        proxy.flowing.clear()
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(notifier.publish(ProjectionUpdate("order_views", 2)), 30)
+        assert asyncio.get_running_loop().time() - started < 5
+        proxy.flowing.set()
+        await notifier.publish(ProjectionUpdate("order_views", 3))  # a fresh connection
+    finally:
+        proxy.flowing.set()
+        await notifier.close()
+        proxy.close()

@@ -18,7 +18,7 @@ from domain.commands import CancelOrder, PayOrder
 from domain.store import EventStore
 from readmodels.notifier import InProcessNotifier
 from readmodels.projection import Envelope, Projection
-from readmodels.projector import ProjectionFailed, Projector, ensure_checkpoints
+from readmodels.projector import CONTENDED_RETRY, ProjectionFailed, Projector, ensure_checkpoints
 from readmodels.queries import ReadModelQueries
 from readmodels.rebuild import rebuild
 from readmodels.registry import PROJECTION_NAMES, all_projections
@@ -370,3 +370,34 @@ async def test_two_projectors_take_turns_and_apply_each_event_once(
     assert sum(c.orders_placed for c in placed if c is not None) == 60
     incremental = await dump_read_models(engine)
     assert incremental == await dump_after_full_rebuild(engine)
+
+
+class CountingProjector(Projector):
+    """Counts the passes it makes over its projections."""
+
+    passes = 0
+
+    async def advance_together(self, projections: Sequence[Projection], batch_size: int) -> int:
+        self.passes += 1
+        return await super().advance_together(projections, batch_size)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_projector_waits_between_looks_while_another_holds_the_checkpoints(
+    engine: AsyncEngine, notifier: InProcessNotifier
+) -> None:
+    """Checkpoints held by another instance (mid-batch, or a rebuild) are looked at again
+    soon, but not in a loop that takes a core for as long as they are held."""
+    projector = CountingProjector(engine, all_projections(), notifier, poll_interval=1.0)
+    await ensure_checkpoints(engine, PROJECTION_NAMES)
+    async with engine.connect() as holder:
+        await holder.begin()
+        await holder.execute(sa.text("SELECT * FROM projection_checkpoints FOR UPDATE"))
+        await projector.start()
+        try:
+            await asyncio.sleep(1.0)  # measuring what it does meanwhile, not waiting on it
+            held_passes = projector.passes
+        finally:
+            await holder.rollback()
+            await projector.stop()
+    assert 2 <= held_passes <= 1.0 / CONTENDED_RETRY + 10

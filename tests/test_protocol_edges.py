@@ -190,3 +190,11 @@ async def test_an_unparsable_legacy_graphql_ws_message_closes_with_4400(
 async def test_a_socket_that_never_sends_connection_init_is_closed(url: str, protocol: str) -> None:
     code = await _closed_with("ws" + url.removeprefix("http"), protocol, [])
     assert code == 4408
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+async def test_a_second_connection_init_closes_the_socket_with_4429(
+    url: str, protocol: str
+) -> None:
+    code = await _closed_with("ws" + url.removeprefix("http"), protocol, [INIT, INIT])
+    assert code == 4429

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.errors import AppendRefused
+from domain.outages import is_outage
 from domain.store import AppendResult, EventStore, NewEvent, StreamState
 from tests.factories import new_event
 
@@ -54,3 +55,38 @@ async def test_an_append_the_database_refuses_fails_alone_and_the_rest_commit_on
     assert all(r.levelno == logging.WARNING and not r.exc_info for r in lines)
     assert await store.head_position() == len(accepted)
     assert [e.stream_id for e in await store.read_all()] == [o.stream_id for o in accepted]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_an_outage_inside_a_batch_is_not_blamed_on_the_data(
+    engine: AsyncEngine, store: EventStore
+) -> None:
+    """A full disk (here a trigger raising disk_full) refuses every insert. That is the
+    database's fault, not the appends': they fail retryable (503 at the edge), never as
+    ``AppendRefused`` (InvalidInput)."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "CREATE OR REPLACE FUNCTION fake_disk_full() RETURNS trigger AS $$ BEGIN"
+                " RAISE EXCEPTION 'could not extend file: No space left on device'"
+                " USING ERRCODE = 'disk_full'; END $$ LANGUAGE plpgsql"
+            )
+        )
+        await conn.execute(
+            sa.text(
+                "CREATE TRIGGER fake_disk_full BEFORE INSERT ON events FOR EACH ROW"
+                " EXECUTE FUNCTION fake_disk_full()"
+            )
+        )
+    try:
+        outcomes = await asyncio.gather(
+            *(store.append(f"s-{n}", [new_event(n)], StreamState.NO_STREAM) for n in range(4)),
+            return_exceptions=True,
+        )
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("DROP TRIGGER fake_disk_full ON events"))
+            await conn.execute(sa.text("DROP FUNCTION fake_disk_full()"))
+    assert all(isinstance(o, Exception) for o in outcomes), outcomes
+    assert all(is_outage(o) for o in outcomes if isinstance(o, Exception)), outcomes
+    assert not any(isinstance(o, AppendRefused) for o in outcomes)
