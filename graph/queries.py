@@ -22,6 +22,7 @@ from graph import metrics
 from graph.context import Context
 from graph.permissions import allow, scope
 from graph.types import (
+    Count,
     CustomerConnection,
     CustomerSummary,
     DailySales,
@@ -189,7 +190,7 @@ class Query:
                 orders_placed=d.orders_placed,
                 orders_cancelled=d.orders_cancelled,
                 revenue=d.revenue,
-                items_sold=d.items_sold,
+                items_sold=Count(d.items_sold),
             )
             for d in days
         ]

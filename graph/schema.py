@@ -15,7 +15,7 @@ from graph.mutations import Mutation
 from graph.queries import Query
 from graph.staleness import StaleFields
 from graph.subscriptions import Subscription
-from graph.types import POSITION_SCALAR, Position
+from graph.types import COUNT_SCALAR, POSITION_SCALAR, Count, Position
 
 logger = logging.getLogger("ordergraph.graph")
 
@@ -62,7 +62,7 @@ def build_schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        config=StrawberryConfig(scalar_map={Position: POSITION_SCALAR}),
+        config=StrawberryConfig(scalar_map={Position: POSITION_SCALAR, Count: COUNT_SCALAR}),
         extensions=[
             *schema_extensions(
                 max_depth=max_depth,

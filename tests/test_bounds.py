@@ -292,3 +292,23 @@ async def test_ids_no_order_can_have_are_simply_not_found(server: Server) -> Non
     assert response.json() == {
         "data": {"order": None, "customer": None, "orders": {"totalCount": 0}}
     }
+
+
+async def test_a_day_that_sold_more_items_than_a_graphql_int_holds_is_answered(
+    engine: AsyncEngine, server: Server
+) -> None:
+    # About 30,000 orders of the largest accepted size (100 lines of 1,000) in one day.
+    items = 3_000_000_000
+    day = {
+        "day": date(2026, 11, 1),
+        "orders_placed": 30_000,
+        "orders_cancelled": 0,
+        "revenue": Decimal("0.00"),
+        "items_sold": items,
+    }
+    async with engine.begin() as conn:
+        await conn.execute(sa.insert(daily_sales), day)
+    body = await server.gql(
+        'query { dailySales(from: "2026-11-01", to: "2026-11-01") { date itemsSold } }'
+    )
+    assert body["data"]["dailySales"] == [{"date": "2026-11-01", "itemsSold": items}]
