@@ -46,6 +46,7 @@ def create_app() -> Starlette:
         read_wait_seconds=0,
         authenticator=Authenticator(None),  # AUTH=none, as the benchmark's server runs
         mutation_limiter=RateLimiter(0, 1),
+        reads=None,  # type: ignore[arg-type]
     )
 
     @contextlib.asynccontextmanager

@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, *, pages: WebPages | None = Non
         await authenticator.load()
         async with running_core(settings, projector=settings.run_projector) as core:
             core.store.on_batch(metrics.observe_append_batch)
+            core.reads.on_retry = metrics.READ_RETRIES.inc
             if isinstance(core.notifier, PostgresNotifier):
                 core.notifier.on_reconnect = metrics.NOTIFIER_RECONNECTS.inc
             if core.projector is not None:
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None, *, pages: WebPages | None = Non
                 bus = build_bus(core.store)
             queries = ReadModelQueries(core.engine)
             waiter = CheckpointWaiter(core.engine, core.notifier, PROJECTION_NAMES)
-            order_changes = OrderChanges(queries, core.notifier, waiter)
+            order_changes = OrderChanges(queries, core.notifier, waiter, core.reads)
             await order_changes.start()
             app.state.services = Services(
                 bus=bus,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, *, pages: WebPages | None = Non
                     max_wait_ahead=settings.max_wait_ahead,
                 ),
                 order_changes=order_changes,
+                reads=core.reads,
             )
             app.state.operations = Operations(
                 engine=core.engine,
@@ -92,6 +94,7 @@ def create_app(settings: Settings | None = None, *, pages: WebPages | None = Non
                 runs_projector=core.projector is not None,
                 stall_seconds=settings.stall_seconds,
                 check_timeout=settings.db_connect_timeout,
+                reads=core.reads,
             )
             url = core.engine.url.render_as_string(hide_password=True)
             log.info("ordergraph ready on %s", url)

@@ -17,6 +17,7 @@ from graph.rate_limit import RateLimiter
 from readmodels.notifier import Notifier
 from readmodels.order_changes import OrderChanges
 from readmodels.queries import ReadModelQueries
+from readmodels.read_targets import ReadTarget, ReadTargets
 from readmodels.waiting import CheckpointWaiter
 
 
@@ -31,6 +32,8 @@ class Services:
     read_wait_seconds: float
     authenticator: Authenticator
     mutation_limiter: RateLimiter
+    # Where queries are read: the standbys of READ_DATABASE_URLS, or the primary.
+    reads: ReadTargets
     budgets: Budgets = field(default_factory=Budgets)
     order_changes: OrderChanges | None = None  # None: orderChanged is not served
 
@@ -50,3 +53,5 @@ class Context:
     stale: list[dict[str, Any]] = field(default_factory=list)
     # The request's id, operation and outcome for its log line and metrics (graph/access.py).
     request: RequestInfo | None = None
+    # The target that answered this request's first field: its other fields read there too.
+    read_target: ReadTarget | None = None

@@ -24,6 +24,7 @@ from domain.db import reader
 from domain.tables import events
 from integration.relay import RELAY_NAME
 from readmodels.notifier import Notifier
+from readmodels.read_targets import ReadTargets
 from readmodels.tables import checkpoints
 
 
@@ -37,6 +38,7 @@ class Operations:
     runs_projector: bool
     stall_seconds: float
     check_timeout: float
+    reads: ReadTargets | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +132,42 @@ async def _projections(ops: Operations) -> dict[str, Any]:
     }
 
 
+async def _read_targets(ops: Operations) -> dict[str, Any]:
+    """Standbys (READ_DATABASE_URLS), as their last health check found them. Unready only
+    when queries have nowhere to go: no standby in use and the primary may not be read."""
+    reads = ops.reads
+    if reads is None or not reads.standbys:
+        return {"ok": True, "skipped": "queries read the primary (no READ_DATABASE_URLS)"}
+    in_use = [t.name for t in reads.standbys if t.in_use]
+    targets = {
+        t.name: {
+            "in_use": t.in_use,
+            "reachable": t.reachable,
+            "lag_seconds": t.lag_seconds,
+            "projections": {
+                name: {"position": s.position, "lag": s.lag}
+                for name in reads.names
+                for s in reads.statuses(name)
+                if s.target == t.name
+            },
+        }
+        for t in reads.standbys
+    }
+    return {
+        "ok": bool(in_use) or reads.primary_fallback,
+        "in_use": in_use,
+        "primary_fallback": reads.primary_fallback,
+        "max_lag_seconds": reads.max_lag_seconds,
+        "targets": targets,
+    }
+
+
 CHECKS = {
     "database": _database,
     "schema": _schema,
     "notifier": _notifier,
     "projections": _projections,
+    "read_targets": _read_targets,
 }
 
 

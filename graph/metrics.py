@@ -34,6 +34,7 @@ from starlette.responses import Response
 
 if TYPE_CHECKING:
     from graph.health import ProjectionHealth
+    from readmodels.read_targets import ReadTargets
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -85,6 +86,11 @@ READ_WAITERS = Gauge(
 OPEN_SUBSCRIPTIONS = Gauge(
     "ordergraph_open_subscriptions", "GraphQL subscriptions open now", multiprocess_mode="livesum"
 )
+READ_RETRIES = Counter(
+    "ordergraph_read_retries",
+    "Reads a standby could not answer (unreachable, or cancelled by a replay conflict), "
+    "answered by another target",
+)
 NOTIFIER_RECONNECTS = Counter(
     "ordergraph_notifier_reconnects", "LISTEN connections re-established after a loss"
 )
@@ -123,9 +129,15 @@ def observe_projector_pass(names: Sequence[str], applied: int, seconds: float) -
 class _DatabaseCollector(Collector):
     """The figures read from the database for this scrape."""
 
-    def __init__(self, head: int | None, projections: Sequence[ProjectionHealth]) -> None:
+    def __init__(
+        self,
+        head: int | None,
+        projections: Sequence[ProjectionHealth],
+        reads: ReadTargets | None = None,
+    ) -> None:
         self.head = head
         self.projections = projections
+        self.reads = reads
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("ordergraph_database_up", "1 if this scrape could read the database")
@@ -170,6 +182,33 @@ class _DatabaseCollector(Collector):
                 state.add_metric([p.name, candidate], 1 if p.state == candidate else 0)
         yield from families.values()
         yield state
+        yield from self._read_targets()
+
+    def _read_targets(self) -> Iterator[Metric]:
+        if self.reads is None or not self.reads.standbys:
+            return
+        in_use = GaugeMetricFamily(
+            "ordergraph_read_target_in_use", "1 if queries go to this standby", labels=["target"]
+        )
+        lag_seconds = GaugeMetricFamily(
+            "ordergraph_read_target_lag_seconds",
+            "The standby's replay lag at its last health check",
+            labels=["target"],
+        )
+        lag = GaugeMetricFamily(
+            "ordergraph_read_target_lag_events",
+            "Events the standby's checkpoint is behind the primary's",
+            labels=["target", "projection"],
+        )
+        for target in self.reads.standbys:
+            in_use.add_metric([target.name], 1 if target.in_use else 0)
+            if target.lag_seconds is not None:
+                lag_seconds.add_metric([target.name], target.lag_seconds)
+        for name in self.reads.names:
+            for status in self.reads.statuses(name):
+                if status.lag is not None:
+                    lag.add_metric([status.target, name], status.lag)
+        yield from (in_use, lag_seconds, lag)
 
 
 def _process_metrics() -> bytes:
@@ -194,7 +233,7 @@ async def metrics_endpoint(request: Request) -> Response:
     except Exception:  # the database is away: say so in the scrape rather than failing it
         head, projections = None, []
     database = CollectorRegistry()
-    database.register(_DatabaseCollector(head, projections))
+    database.register(_DatabaseCollector(head, projections, operations.reads))
     body = _process_metrics() + generate_latest(database)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 

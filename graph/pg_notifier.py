@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any
@@ -34,8 +35,20 @@ _CONNECTION_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, Ti
 
 
 def asyncpg_dsn(url: str) -> str:
-    """``postgresql+asyncpg://...`` (SQLAlchemy style) -> ``postgresql://...`` (libpq style)."""
-    return re.sub(r"^(postgres(?:ql)?)\+\w+://", r"\1://", url)
+    """``postgresql+asyncpg://...`` (SQLAlchemy style) -> ``postgresql://...`` (libpq style).
+
+    SQLAlchemy spells several hosts ``?host=a:5432&host=b:5432`` (a multi-host DATABASE_URL
+    for fail-over); asyncpg's DSN keeps only the last ``host`` of a query string but takes
+    ``a:5432,b:5432`` in the host part, so they move there."""
+    url = re.sub(r"^(postgres(?:ql)?)\+\w+://", r"\1://", url)
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    hosts = [value for key, value in query if key == "host"]
+    if len(hosts) < 2 or parts.hostname:
+        return url
+    netloc = parts.netloc + ",".join(hosts)  # the user part (``user@``) stays first
+    rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "host"])
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, rest, parts.fragment))
 
 
 def encode(update: ProjectionUpdate) -> str:

@@ -8,10 +8,11 @@ A wrong argument is a GraphQLError (shown to the client); anything else raised i
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import date as Date
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import strawberry
 from graphql import GraphQLError
@@ -32,44 +33,62 @@ from graph.types import (
     Position,
     ProjectionStatus,
 )
-from readmodels.queries import InvalidCursor
+from readmodels.queries import InvalidCursor, ReadModelQueries
 from readmodels.registry import PROJECTION_NAMES
 
 Info = strawberry.Info[Context, None]
 MAX_DAYS = 366
+T = TypeVar("T")
 
 
-async def reached(info: Info, at_least: int | None, projections: Sequence[str]) -> None:
-    """Wait (bounded) for the projections; record the field as stale if they did not get
-    there in time."""
-    if at_least is None:
-        return
+async def answer(
+    info: Info,
+    at_least: int | None,
+    projections: Sequence[str],
+    read: Callable[[ReadModelQueries], Awaitable[T]],
+) -> T:
+    """Wait (bounded) until the read target has the projections at ``at_least``, then read
+    there; record the field as stale if they did not get there in time. A standby that
+    fails (unreachable, or a replay conflict cancelled the read) is replaced once."""
     services = info.context.services
-    await services.budgets.check_reachable(at_least, services.queries.head_position)
     started = time.perf_counter()
-    done = False
+    if at_least is None:
+        value, target, _ = await services.reads.read(
+            None, projections, read, within=None, target=info.context.read_target
+        )
+        info.context.read_target = target
+        return value
+    await services.budgets.check_reachable(at_least, services.queries.head_position)
     with services.budgets.held_read() as may_wait:
+        # Without a held read left in the budget: no wait, only a look (within 0).
+        with metrics.READ_WAITERS.track_inprogress() if may_wait else _no_gauge():
+            value, target, done = await services.reads.read(
+                at_least,
+                projections,
+                read,
+                within=services.read_wait_seconds if may_wait else 0,
+                target=info.context.read_target,
+            )
         if may_wait:
-            with metrics.READ_WAITERS.track_inprogress():
-                done = await services.waiter.wait_for(
-                    at_least, projections, within=services.read_wait_seconds
-                )
             metrics.READ_WAITS.labels("reached" if done else "timeout").inc()
             metrics.READ_WAIT_SECONDS.observe(time.perf_counter() - started)
-    if done:
-        return
-    positions = await services.waiter.positions(projections)
-    if not may_wait and all(at >= at_least for at in positions.values()):
-        return  # no wait allowed, and none needed
-    info.context.stale.append(
-        {
-            "field": info.path.key,
-            "atLeast": at_least,
-            "positions": positions,
-            # "busy": as many reads as the budget allows were already waiting
-            "reason": "timeout" if may_wait else "busy",
-        }
-    )
+    info.context.read_target = target
+    if not done:
+        info.context.stale.append(
+            {
+                "field": info.path.key,
+                "atLeast": at_least,
+                "positions": await target.positions(projections),
+                # "busy": as many reads as the budget allows were already waiting
+                "reason": "timeout" if may_wait else "busy",
+            }
+        )
+    return value
+
+
+@contextlib.contextmanager
+def _no_gauge() -> Iterator[None]:
+    yield
 
 
 def could_exist(id: str) -> bool:
@@ -98,10 +117,12 @@ class Query:
         id: strawberry.ID,
         at_least: Position | None = None,
     ) -> Order | None:
-        await reached(info, at_least, ["order_views"])
         if not could_exist(id):
             return None
-        view = await info.context.services.queries.order(str(id), scope=scope(info))
+        customer = scope(info)
+        view = await answer(
+            info, at_least, ["order_views"], lambda q: q.order(str(id), scope=customer)
+        )
         return None if view is None else Order.of(view)
 
     @strawberry.field(
@@ -118,16 +139,21 @@ class Query:
         after: str | None = None,
         at_least: Position | None = None,
     ) -> OrderConnection:
-        await reached(info, at_least, ["order_views"])
         if customer_id is not None and not could_exist(customer_id):
             customer_id = strawberry.ID("-")  # matches no one, and is safe to send
+        size, customer = _page_size(first), scope(info)
         try:
-            page = await info.context.services.queries.orders(
-                customer_id=None if customer_id is None else str(customer_id),
-                status=None if status is None else status.value,
-                first=_page_size(first),
-                after=after,
-                scope=scope(info),
+            page = await answer(
+                info,
+                at_least,
+                ["order_views"],
+                lambda q: q.orders(
+                    customer_id=None if customer_id is None else str(customer_id),
+                    status=None if status is None else status.value,
+                    first=size,
+                    after=after,
+                    scope=customer,
+                ),
             )
         except InvalidCursor as error:
             raise GraphQLError(str(error)) from None
@@ -143,10 +169,12 @@ class Query:
         id: strawberry.ID,
         at_least: Position | None = None,
     ) -> CustomerSummary | None:
-        await reached(info, at_least, ["customer_summaries"])
         if not could_exist(id):
             return None
-        view = await info.context.services.queries.customer(str(id), scope=scope(info))
+        customer = scope(info)
+        view = await answer(
+            info, at_least, ["customer_summaries"], lambda q: q.customer(str(id), scope=customer)
+        )
         return None if view is None else CustomerSummary.of(view)
 
     @strawberry.field(
@@ -160,9 +188,11 @@ class Query:
         after: str | None = None,
         at_least: Position | None = None,
     ) -> CustomerConnection:
-        await reached(info, at_least, ["customer_summaries"])
+        size = _page_size(first)
         try:
-            page = await info.context.services.queries.customers(_page_size(first), after)
+            page = await answer(
+                info, at_least, ["customer_summaries"], lambda q: q.customers(size, after)
+            )
         except InvalidCursor as error:
             raise GraphQLError(str(error)) from None
         return CustomerConnection.of(page)
@@ -182,8 +212,7 @@ class Query:
             raise GraphQLError("`to` must not be before `from`")
         if (to - from_).days >= MAX_DAYS:
             raise GraphQLError(f"at most {MAX_DAYS} days can be asked for at once")
-        await reached(info, at_least, ["daily_sales"])
-        days = await info.context.services.queries.daily_sales(from_, to)
+        days = await answer(info, at_least, ["daily_sales"], lambda q: q.daily_sales(from_, to))
         return [
             DailySales(
                 date=d.date,
@@ -204,6 +233,6 @@ class Query:
         info: Info,
         at_least: Position | None = None,
     ) -> list[ProjectionStatus]:
-        await reached(info, at_least, PROJECTION_NAMES)
-        statuses = await info.context.services.queries.projection_statuses()
-        return [ProjectionStatus.of(s) for s in statuses]
+        statuses = await answer(info, at_least, PROJECTION_NAMES, lambda q: q.projection_statuses())
+        reads = info.context.services.reads
+        return [ProjectionStatus.of(s, reads.statuses(s.name)) for s in statuses]

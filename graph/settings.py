@@ -130,6 +130,19 @@ def database_url(text: str) -> str:
     return value
 
 
+def read_urls(text: str) -> tuple[str, ...]:
+    """Standby URLs, separated by commas; each a postgresql:// URL."""
+    found = tuple(part.strip() for part in text.split(",") if part.strip())
+    for url in found:
+        try:
+            database_url(url)
+        except ValueError as error:
+            raise ValueError(f"{url!r}: {error}") from None
+        if url.startswith("sqlite"):
+            raise ValueError(f"{url!r}: read targets are PostgreSQL standbys (postgresql://...)")
+    return found
+
+
 def origins(value: str) -> tuple[str, ...]:
     """Exact origins, as browsers send them in ``Origin``: a wildcard would let any page act
     with a user's token, so it is refused rather than trusted."""
@@ -230,6 +243,11 @@ class Settings:
     nats_url: str | None = None
     nats_stream: str = "ORDERS"
     nats_subject_prefix: str = "orders"
+    # Queries read these PostgreSQL standbys in turn (docs/operations.md, "Read replicas").
+    read_database_urls: tuple[str, ...] = ()
+    read_primary_fallback: bool = True  # with no standby in use, read the primary
+    read_max_lag_seconds: float = 30.0  # a standby further behind is left out
+    read_check_interval: float = 1.0  # seconds between looks at each standby's lag
 
     @property
     def is_sqlite(self) -> bool:
@@ -285,6 +303,12 @@ class Settings:
                 values[var.field] = var.parse(raw)
             except ValueError as error:
                 problems.append(f"{var.name}={raw!r}: {error}")
+        if values.get("read_database_urls") and str(
+            values.get("database_url", DEFAULT_DATABASE_URL)
+        ).startswith("sqlite"):
+            problems.append(
+                "READ_DATABASE_URLS: standbys need DATABASE_URL to be their PostgreSQL primary"
+            )
         if problems:
             raise InvalidSettings(problems)
         return cls(**values)
@@ -344,6 +368,10 @@ VARIABLES: tuple[Var, ...] = (
     Var("NATS_URL", "nats_url", nats_url),
     Var("NATS_STREAM", "nats_stream", nats_name(dots=False)),
     Var("NATS_SUBJECT_PREFIX", "nats_subject_prefix", nats_name(dots=True)),
+    Var("READ_DATABASE_URLS", "read_database_urls", read_urls),
+    Var("READ_PRIMARY_FALLBACK", "read_primary_fallback", flag),
+    Var("READ_MAX_LAG_SECONDS", "read_max_lag_seconds", seconds(0.1, 86_400)),
+    Var("READ_CHECK_INTERVAL", "read_check_interval", seconds(0.05, 3600)),
 )
 
 assert {v.field for v in VARIABLES} <= {f.name for f in fields(Settings)}

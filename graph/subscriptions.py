@@ -80,11 +80,21 @@ class Subscription:
     ) -> AsyncGenerator[CaughtUp, None]:
         names = _names(projections)
         services = info.context.services
+        reads = services.reads
         with metrics.OPEN_SUBSCRIPTIONS.track_inprogress(), services.budgets.subscription():
             await services.budgets.check_reachable(position, services.queries.head_position)
-            await services.waiter.wait_for(position, names, within=None)
-        statuses = await once_more_after_outage(lambda: services.queries.projection_statuses(names))
-        yield CaughtUp(position=position, projections=[ProjectionStatus.of(s) for s in statuses])
+            if reads.standbys:
+                # Every standby this process reads has it: any query from here on sees it.
+                await reads.wait_all(position, names)
+            else:
+                await services.waiter.wait_for(position, names, within=None)
+        statuses, _, _ = await once_more_after_outage(
+            lambda: reads.read(None, names, lambda q: q.projection_statuses(names), within=None)
+        )
+        yield CaughtUp(
+            position=position,
+            projections=[ProjectionStatus.of(s, reads.statuses(s.name)) for s in statuses],
+        )
 
     @strawberry.subscription(
         description="The order's view now (if it exists) and each time its row changes.",
@@ -100,10 +110,13 @@ class Subscription:
         seen = 0
         # Routed by order id (readmodels/order_changes.py): an idle subscription costs no
         # read when other orders change. Routed views are read without a scope: each
-        # subscriber keeps only those its caller may see.
+        # subscriber keeps only those its caller may see. With standbys, both the first
+        # read and the routed ones read a standby, the routed ones once it has the change.
         with metrics.OPEN_SUBSCRIPTIONS.track_inprogress(), services.budgets.subscription():
             async with services.order_changes.watch(str(id)) as watch:
-                view = await services.queries.order(str(id), scope=customer)
+                view, _, _ = await services.reads.read(
+                    None, ["order_views"], lambda q: q.order(str(id), scope=customer), within=None
+                )
                 if view is not None:
                     seen = view.last_position
                     yield Order.of(view)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from datetime import date as Date
 from datetime import datetime
 from decimal import Decimal
@@ -15,6 +16,7 @@ from graph.context import Context
 from graph.permissions import allow
 from readmodels import queries as q
 from readmodels.projector import public_error
+from readmodels.read_targets import TargetStatus
 
 Position = NewType("Position", int)
 
@@ -235,6 +237,11 @@ class ProjectionStatus:
     lag: int
     state: str
     error_text: strawberry.Private[str | None]
+    read_targets: list[ReadTargetStatus] = strawberry.field(
+        default_factory=list,
+        description="This process's standbys (READ_DATABASE_URLS) for this projection: "
+        "empty when queries read the primary.",
+    )
 
     @strawberry.field(
         description="Why the projection failed, when it did (null for all but staff).",
@@ -244,7 +251,9 @@ class ProjectionStatus:
         return self.error_text
 
     @classmethod
-    def of(cls, view: q.ProjectionStatusView) -> ProjectionStatus:
+    def of(
+        cls, view: q.ProjectionStatusView, targets: Sequence[TargetStatus] = ()
+    ) -> ProjectionStatus:
         return cls(
             name=view.name,
             position=Position(view.position),
@@ -252,6 +261,26 @@ class ProjectionStatus:
             state=view.state,
             # A short code and the position: the detail stays in the log (public_error).
             error_text=public_error(view.error, view.error_position),
+            read_targets=[ReadTargetStatus.of(t) for t in targets],
+        )
+
+
+@strawberry.type(description="One standby's copy of a projection, as last read.")
+class ReadTargetStatus:
+    target: str = strawberry.field(description="The standby (host:port/database).")
+    position: Position | None = strawberry.field(description="Its checkpoint; null: unread.")
+    lag: int | None = strawberry.field(description="Events behind the primary's checkpoint.")
+    lag_seconds: float | None = strawberry.field(description="Its replay lag in seconds.")
+    in_use: bool = strawberry.field(description="Whether queries are sent to it now.")
+
+    @classmethod
+    def of(cls, status: TargetStatus) -> ReadTargetStatus:
+        return cls(
+            target=status.target,
+            position=None if status.position is None else Position(status.position),
+            lag=status.lag,
+            lag_seconds=status.lag_seconds,
+            in_use=status.in_use,
         )
 
 

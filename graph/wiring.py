@@ -15,11 +15,13 @@ from domain.store import EventStore
 from graph.pg_leadership import AdvisoryLeadership
 from graph.pg_notifier import PostgresNotifier
 from graph.settings import Settings
+from graph.standby_checks import warn_about_standby_settings
 from graph.startup import connect_args
 from migrations import require_head, upgrade_to_head
 from readmodels.notifier import AppendAnnouncer, InProcessNotifier, Notifier
 from readmodels.projector import Projector
-from readmodels.registry import all_projections
+from readmodels.read_targets import ReadTargets
+from readmodels.registry import PROJECTION_NAMES, all_projections
 
 if TYPE_CHECKING:
     from integration.relay import Relay
@@ -32,6 +34,7 @@ class Core:
     notifier: Notifier
     projector: Projector | None
     relay: Relay | None  # the integration relay (NATS_URL); its status() is for operators
+    reads: ReadTargets
 
 
 @contextlib.asynccontextmanager
@@ -42,6 +45,8 @@ async def running_core(
     when NATS_URL is set."""
     args = connect_args(settings)
     if not settings.is_sqlite:  # SQLite's own bound is its busy_timeout (domain/db.py)
+        # Also what bounds a commit that waits for a synchronous standby that is down:
+        # PostgreSQL's statement_timeout does not end that wait, a client-side cancel does.
         args = {**args, "command_timeout": settings.db_timeout}
     engine = create_engine(
         settings.database_url,
@@ -96,7 +101,32 @@ async def running_core(
             store.on_append(relaying.wake)
             await relaying.start(wake_on_announced_appends=not settings.is_sqlite)
             stack.push_async_callback(relaying.stop)
-        yield Core(engine, store, notifier, running, relaying)
+        standbys = []
+        for url in settings.read_database_urls:
+            standby = create_engine(
+                url,
+                pool_size=settings.pool_size,
+                max_overflow=settings.pool_size,
+                connect_args=args,
+                pool_timeout=settings.db_timeout,
+            )
+            stack.push_async_callback(standby.dispose)
+            standbys.append((standby.url.render_as_string(hide_password=True), standby))
+        reads = ReadTargets(
+            engine,
+            standbys,
+            notifier,
+            PROJECTION_NAMES,
+            primary_fallback=settings.read_primary_fallback,
+            max_lag_seconds=settings.read_max_lag_seconds,
+            check_interval=settings.read_check_interval,
+            check_timeout=settings.db_connect_timeout,
+        )
+        if standbys:
+            await warn_about_standby_settings(engine, standbys)
+        await reads.start()
+        stack.push_async_callback(reads.close)
+        yield Core(engine, store, notifier, running, relaying, reads)
 
 
 def _wake_or_announce(projector: Projector, announcer: AppendAnnouncer) -> Callable[[int], None]:

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 from domain.outages import once_more_after_outage
 from readmodels.notifier import RESYNC, Notifier
 from readmodels.queries import OrderView, ReadModelQueries
+from readmodels.read_targets import ReadTargets
 from readmodels.waiting import CheckpointWaiter
 
 log = logging.getLogger("ordergraph.projector")
@@ -56,9 +57,15 @@ class OrderWatch:
 
 class OrderChanges:
     def __init__(
-        self, queries: ReadModelQueries, notifier: Notifier, waiter: CheckpointWaiter
+        self,
+        queries: ReadModelQueries,
+        notifier: Notifier,
+        waiter: CheckpointWaiter,
+        reads: ReadTargets | None = None,
     ) -> None:
         self._queries = queries
+        # With standbys (READ_DATABASE_URLS) changes are read on one once it has them.
+        self._reads = reads if reads is not None and reads.standbys else None
         self._notifier = notifier
         self._waiter = waiter
         self._watches: dict[str, set[OrderWatch]] = {}
@@ -155,13 +162,30 @@ class OrderChanges:
         return now[ORDER_VIEWS]
 
     async def _route(self, after: int, upto: int) -> None:
-        changed = await self._queries.changed_orders(after, upto)
-        for order_id in changed:
-            watchers = self._watches.get(order_id)
-            if not watchers:
-                continue
-            view = await self._queries.order(order_id)
+        if self._reads is None:
+            found = await self._changed(self._queries, after, upto)
+        else:
+            # The standby that reads them has the changes up to ``upto`` first: the views
+            # pushed are the standby's, and a query after them sees as much.
+            found, _, _ = await self._reads.read(
+                upto,
+                [ORDER_VIEWS],
+                functools.partial(self._changed, after=after, upto=upto),
+                within=None,
+            )
+        for order_id, view in found.items():
             self.reads += 1
             if view is not None:
-                for watch in list(watchers):
+                for watch in list(self._watches.get(order_id, ())):
                     watch.put(view)
+
+    async def _changed(
+        self, queries: ReadModelQueries, after: int, upto: int
+    ) -> dict[str, OrderView | None]:
+        """The watched orders among those changed in (after, upto], read once each."""
+        changed = await queries.changed_orders(after, upto)
+        return {
+            order_id: await queries.order(order_id)
+            for order_id in changed
+            if self._watches.get(order_id)
+        }

@@ -63,7 +63,7 @@ async def test_a_live_server_is_alive_and_ready(engine: AsyncEngine, database_ur
     assert code == 200, body
     assert body["status"] == "ready"
     assert body["failed"] == []
-    assert set(body["checks"]) == {"database", "schema", "notifier", "projections"}
+    assert set(body["checks"]) == {"database", "schema", "notifier", "projections", "read_targets"}
     assert all(check["ok"] for check in body["checks"].values())
     assert body["checks"]["schema"]["at"] == body["checks"]["schema"]["expected"]
 
