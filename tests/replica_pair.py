@@ -30,6 +30,10 @@ class Standby(PrivatePostgres):
         self.data = root / name
         self.name = name
 
+    async def start(self) -> None:
+        log = str(self.root / f"{self.name}.log")
+        await self._run("pg_ctl", "-D", str(self.data), "-l", log, "-w", "-t", "60", "start")
+
     async def replay_lsn(self) -> int:
         return int(await fetchval(self, "SELECT pg_last_wal_replay_lsn()"))
 
