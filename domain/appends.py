@@ -81,9 +81,18 @@ class GroupCommitWriter:
                 batch: list[PendingAppend] = []  # _commit fills it once the database is ours
                 try:
                     await self._commit(batch)
-                except Exception:
+                except Exception as failure:
                     if not batch:  # failed before it held the database (unreachable, locked)
                         self._take_into(batch)
+                    if is_outage(failure):
+                        # The database is away, or the COMMIT itself was cut off (waiting for
+                        # a synchronous standby that is down, say): then the batch may have
+                        # committed locally without being durable. Trying again would find
+                        # its command ids and acknowledge what no standby has; the outage is
+                        # the answer, and a re-sent command id settles it later.
+                        for pending in batch:
+                            _settle(pending, failure)
+                        continue
                     await self._commit_each_alone(batch)
         finally:
             self._task = None
@@ -195,12 +204,14 @@ class GroupCommitWriter:
         outcomes: dict[PendingAppend, AppendResult | Exception] = {}
         first_of: dict[str, PendingAppend] = {}  # command id -> its append in this batch
         accepted: list[tuple[PendingAppend, int]] = []  # with the stream version before it
+        replayed = False  # a command id found recorded: its first result is the answer
         for pending in batch:
             command = pending.command
             if command is not None and command.command_id in first_of:
                 continue  # a copy of an append in this batch: settled from it below
             if command is not None and command.command_id in previous:
                 outcomes[pending] = first_result(previous[command.command_id], command)
+                replayed = True
                 continue
             actual = versions.get(pending.stream_id, 0)
             if (conflict := _conflict(pending.stream_id, pending.expected, actual)) is not None:
@@ -210,6 +221,8 @@ class GroupCommitWriter:
             accepted.append((pending, actual))
             if command is not None:
                 first_of[command.command_id] = pending
+        if replayed and not accepted and self._lock_table:  # PostgreSQL; nothing else to write
+            await confirm_durable(conn)
         if accepted:
             now = datetime.now(UTC)
             rows = [
@@ -235,6 +248,19 @@ class GroupCommitWriter:
 
 
 InsertEvents = Callable[[AsyncConnection, list[dict[str, Any]]], Any]
+
+# An xid makes this transaction's COMMIT write a commit record, and a commit record waits for
+# the standbys that synchronous_commit asks for: since WAL is ordered, once it returns every
+# earlier commit is as durable as a new one would be.
+_TAKE_XID = sa.text("SELECT pg_current_xact_id()")
+
+
+async def confirm_durable(conn: AsyncConnection) -> None:
+    """PostgreSQL: make the commit of this transaction (which may write nothing) wait until
+    what it read is replicated as ``synchronous_commit`` says. A re-sent command id found
+    recorded was perhaps committed only locally (its first COMMIT cut off while a
+    synchronous standby was down): it is acknowledged only once it is durable."""
+    await conn.execute(_TAKE_XID)
 
 
 def _first_line(error: BaseException) -> str:

@@ -12,8 +12,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.appends import GroupCommitWriter, PendingAppend, first_result, stored_commands
-from domain.db import reader
+from domain.appends import (
+    GroupCommitWriter,
+    PendingAppend,
+    confirm_durable,
+    first_result,
+    stored_commands,
+)
+from domain.db import is_sqlite, reader
 from domain.records import (
     JSON,
     AppendResult,
@@ -111,6 +117,9 @@ class EventStore:
             previous = (await stored_commands(conn, [command.command_id])).get(command.command_id)
         if previous is None:
             return None
+        if not is_sqlite(self._engine):
+            async with self._engine.begin() as conn:
+                await confirm_durable(conn)  # see confirm_durable: no ack before it is durable
         outcome = first_result(previous, command)
         if isinstance(outcome, Exception):
             raise outcome

@@ -43,9 +43,25 @@ class Standby(PrivatePostgres):
 
 class Primary(PrivatePostgres):
     def kill_9(self) -> None:
-        """What a machine failure looks like to the clients: the postmaster gone at once."""
+        """What a machine failure looks like to the clients: the server and every backend
+        gone at once (an orphaned backend would otherwise finish what it was doing)."""
         pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        os.kill(pid, signal.SIGKILL)
+        children = [
+            int(stat.parent.name)
+            for stat in Path("/proc").glob("[0-9]*/stat")
+            if _parent_of(stat) == pid
+        ]
+        for victim in (pid, *children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+
+
+def _parent_of(stat: Path) -> int | None:
+    try:
+        # "pid (name) state ppid ...": the name may hold spaces, so split after its ")".
+        return int(stat.read_text().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 async def fetchval(server: PrivatePostgres, query: str, *args: object) -> Any:

@@ -72,7 +72,8 @@ def reads_of(app: Starlette) -> ReadTargets:
 async def gql(http: httpx.AsyncClient, query: str, **variables: Any) -> dict[str, Any]:
     response = await http.post("/graphql", json={"query": query, "variables": variables})
     body: dict[str, Any] = response.json()
-    assert response.status_code == 200 and "errors" not in body, body
+    assert response.status_code == 200, body
+    assert "errors" not in body, body
     return body
 
 
@@ -92,8 +93,10 @@ async def settled_scans(server: Any, at_least: int = 0, within: float = 30.0) ->
     """A server's scan count once its statistics show at least ``at_least`` (they are
     flushed by each backend at most once a second, and at its exit)."""
     deadline = time.monotonic() + within
-    while (found := await scans(server)) < at_least and time.monotonic() < deadline:
+    found = await scans(server)
+    while found < at_least and time.monotonic() < deadline:
         await asyncio.sleep(0.2)  # statistics have no notification: poll with a deadline
+        found = await scans(server)
     return found
 
 
@@ -177,18 +180,20 @@ async def test_caught_up_arrives_only_once_the_lagging_standby_has_the_position(
     lagging = replicas.standbys[0]
     await replicas.standby_setting(lagging, "recovery_min_apply_delay", "1s")
     try:
-        async with serving(replicas) as (_app, http):
-            async with graphql_ws(str(http.base_url) + "/graphql") as ws:
-                order = await place(http)
-                position = order["position"]
-                started = time.monotonic()
-                subscription = await ws.subscribe(CAUGHT_UP, {"p": position})
-                event = await anext(subscription)
-                waited = time.monotonic() - started
-                has = await fetchval(
-                    lagging,
-                    "SELECT min(position) FROM projection_checkpoints",
-                )
+        async with (
+            serving(replicas) as (_app, http),
+            graphql_ws(str(http.base_url) + "/graphql") as ws,
+        ):
+            order = await place(http)
+            position = order["position"]
+            started = time.monotonic()
+            subscription = await ws.subscribe(CAUGHT_UP, {"p": position})
+            event = await anext(subscription)
+            waited = time.monotonic() - started
+            has = await fetchval(
+                lagging,
+                "SELECT min(position) FROM projection_checkpoints",
+            )
         print(f"caughtUp through a standby replaying 1 s late arrived after {waited:.2f} s")
         assert event["caughtUp"]["position"] == position
         assert has >= position, "caughtUp came before the lagging standby had the position"
