@@ -111,7 +111,8 @@ async def running_core(
                 pool_timeout=settings.db_timeout,
             )
             stack.push_async_callback(standby.dispose)
-            standbys.append((standby.url.render_as_string(hide_password=True), standby))
+            where = standby.url
+            standbys.append((f"{where.host}:{where.port or 5432}/{where.database}", standby))
         reads = ReadTargets(
             engine,
             standbys,

@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
 from starlette.applications import Starlette
 
+from domain.db import create_engine
 from graph.app import create_app
 from graph.settings import Settings
+from graph.standby_checks import warn_about_standby_settings
 from readmodels.read_targets import ReadTargets
+from readmodels.standby_watcher import StandbyWatcher
 from tests.replica_pair import ReplicaSet, Standby, fetchval, replica_set
 from tests.serving import graphql_ws, serve_app
 from tests.test_graphql_e2e import PLACE, place_input
@@ -124,6 +129,76 @@ async def test_queries_are_served_by_the_standbys(replicas: ReplicaSet) -> None:
     assert primary_served == 0
 
 
+PROJECTIONS = """query($p: Position) { projections(atLeast: $p) {
+    name position readTargets { target position lag lagSeconds inUse } } }"""
+
+
+async def test_each_standbys_position_and_lag_are_visible(replicas: ReplicaSet) -> None:
+    lagging = replicas.standbys[0]
+    async with serving(replicas, read_max_lag_seconds=0.5) as (app, http):
+        order = await place(http)
+        body = await gql(http, PROJECTIONS, p=order["position"])
+        for projection in body["data"]["projections"]:
+            targets = projection["readTargets"]
+            assert [t["target"].rsplit("@", 1)[-1] for t in targets] == [
+                f"127.0.0.1:{s.port}/ordergraph" for s in replicas.standbys
+            ]
+            assert all(t["inUse"] and t["position"] >= order["position"] for t in targets)
+        ready = (await http.get("/readyz")).json()["checks"]["read_targets"]
+        assert ready["ok"]
+        assert len(ready["in_use"]) == 2
+        metrics = (await http.get("/metrics")).text
+        assert "ordergraph_read_target_in_use{" in metrics
+        assert "ordergraph_read_target_lag_seconds{" in metrics
+        # Far behind: replay held back 3 s while writes go on.
+        await replicas.standby_setting(lagging, "recovery_min_apply_delay", "3s")
+        try:
+            target = reads_of(app).standbys[0]
+            deadline = time.monotonic() + 10
+            while target.in_use:
+                await place(http)
+                assert time.monotonic() < deadline, "a standby far behind stays in use"
+                await asyncio.sleep(0.1)  # the health check has no event: poll with a deadline
+            body = await gql(http, PROJECTIONS)
+            status = body["data"]["projections"][0]["readTargets"][0]
+            ready = (await http.get("/readyz")).json()["checks"]["read_targets"]
+        finally:
+            await replicas.standby_setting(lagging, "recovery_min_apply_delay", "0")
+    print(f"a standby 3 s behind, as projections shows it: {status}")
+    assert status["inUse"] is False
+    assert status["lagSeconds"] > 0.5
+    assert ready["in_use"] == [reads_of(app).standbys[1].name]
+
+
+async def test_start_up_warns_once_per_missing_standby_setting(
+    replicas: ReplicaSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    standby = replicas.standbys[0]
+    primary = create_engine(replicas.primary.url)
+    engines = [(f"127.0.0.1:{s.port}", create_engine(s.url)) for s in replicas.standbys]
+    try:
+        assert await warn_about_standby_settings(primary, engines) == []
+        await replicas.standby_setting(standby, "hot_standby_feedback", "off")
+        await replicas.primary_settings()  # nothing to set; the table option below
+        conn = await asyncpg.connect(replicas.primary.url)
+        try:
+            await conn.execute("ALTER TABLE daily_sales RESET (vacuum_truncate)")
+            with caplog.at_level(logging.WARNING, logger="ordergraph.reads"):
+                problems = await warn_about_standby_settings(primary, engines)
+        finally:
+            await conn.execute("ALTER TABLE daily_sales SET (vacuum_truncate = false)")
+            await conn.close()
+    finally:
+        await replicas.standby_setting(standby, "hot_standby_feedback", "on")
+        for engine in [primary, *(e for _, e in engines)]:
+            await engine.dispose()
+    assert len(problems) == 2
+    assert "hot_standby_feedback = off" in problems[0]
+    assert f"127.0.0.1:{standby.port}" in problems[0]
+    assert "daily_sales" in problems[1]
+    assert [r.getMessage() for r in caplog.records] == problems
+
+
 async def test_every_at_least_read_sees_its_write_through_a_lagging_standby(
     replicas: ReplicaSet,
 ) -> None:
@@ -205,8 +280,6 @@ async def test_caught_up_arrives_only_once_the_lagging_standby_has_the_position(
 async def test_a_recovery_conflict_cancellation_is_retried_and_answered(
     replicas: ReplicaSet,
 ) -> None:
-    import asyncpg
-
     for standby in replicas.standbys:
         # Cancel standby queries at once when replay needs their lock (default: after 30 s).
         await replicas.standby_setting(standby, "max_standby_streaming_delay", "0")
@@ -307,3 +380,19 @@ async def test_a_standby_stopped_under_load_is_left_out_and_used_again(
         f"back in use {time.monotonic() - back:.1f} s after restart"
     )
     assert after > before, "the restarted standby serves reads again (its own statistics)"
+
+
+async def test_a_standby_watcher_reads_only_while_someone_waits(replicas: ReplicaSet) -> None:
+    async with serving(replicas) as (app, http):
+        watcher = reads_of(app).standbys[0].waiter
+        assert isinstance(watcher, StandbyWatcher)
+        order = await place(http)
+        await gql(http, ORDER, id=order["orderId"], p=order["position"])
+        idle = watcher.reads
+        await asyncio.sleep(1.0)  # nobody waits: nothing may be read meanwhile
+        assert watcher.reads == idle
+        # Waiting for a position nobody has announced: slow re-checks only, no busy loop.
+        far = order["position"] + 1000
+        assert await watcher.wait_for(far, ["order_views"], within=1.5) is False
+        print(f"one waiter for an unannounced position, 1.5 s: {watcher.reads - idle} reads")
+        assert watcher.reads - idle <= 4
