@@ -11,7 +11,7 @@ One watcher per standby serves every waiter of that standby. It runs only while 
 waits: it reads the checkpoints, wakes whoever is satisfied, and then waits for the next
 thing that can change the answer. Once the primary has announced a position a waiter needs
 (``heard``), the standby will have it within its replay lag, so the watcher looks again soon,
-1 ms after the announcement and then at growing intervals up to ``max_poll``; before that it
+1 ms after the announcement and then at slowly growing intervals up to ``max_poll``; before that it
 only waits for announcements, re-reading on a slow back-off in case one was lost.
 """
 
@@ -30,6 +30,7 @@ from readmodels.tables import checkpoints
 
 FIRST_POLL = 0.001
 MAX_POLL = 0.05
+GROWTH = 1.25
 SLOW_RECHECK = 0.5
 MAX_SLOW_RECHECK = 5.0
 
@@ -154,6 +155,8 @@ class StandbyWatcher:
             if poked:
                 interval, slow = self.first_poll, SLOW_RECHECK
             elif due:
-                interval = min(interval * 2, self.max_poll)
+                # Slow growth: a standby's replay lag is a few ms, and an interval that
+                # doubled from 1 ms would add its own few ms to most waits.
+                interval = min(interval * GROWTH, self.max_poll)
             else:
                 slow = min(slow * 2, MAX_SLOW_RECHECK)

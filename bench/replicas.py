@@ -1,0 +1,149 @@
+"""Read-your-writes through a streaming standby against the primary alone, in one run.
+
+    .venv/bin/python -m bench.replicas [--orders 300]
+
+Starts its own primary and asynchronous standby (PostgreSQL 15 binaries, as the ``postgres``
+OS user, on free ports; removed at the end) and an ``ordergraph serve`` process. Measures,
+one client at a time so the figures are latency, not queueing:
+- mutation response -> ``order(atLeast)`` answered with the write, and -> ``caughtUp``;
+- placeOrder latency with ``synchronous_commit = remote_apply`` on that standby vs async;
+- the server process's CPU over 5 s with 200 idle ``caughtUp`` waiters vs none.
+On one machine a standby adds no capacity (it shares the cores); this shows the overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.replica_pair import ReplicaSet, replica_set
+from tests.serving import graphql_ws, serve_process
+from tests.test_graphql_e2e import PLACE, place_input
+
+ORDER = "query($id: ID!, $p: Position) { order(id: $id, atLeast: $p) { id } }"
+CAUGHT_UP = "subscription($p: Position!) { caughtUp(position: $p) { position } }"
+
+
+@contextlib.asynccontextmanager
+async def serving(replicas: ReplicaSet, standby: bool) -> AsyncIterator[Client]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": replicas.primary.url,
+        "READ_DATABASE_URLS": replicas.standbys[0].url if standby else "",
+        "REQUEST_LOG": "false",
+        "LOG_LEVEL": "warning",
+    }
+    # A server process of its own (uvloop, httptools), as in production: under uvicorn in
+    # this event loop every HTTP answer took a 40 ms delayed ACK, hiding what is measured.
+    command = [sys.executable, "-m", "graph.cli", "serve", "--port", "{port}"]
+    async with serve_process(command, env) as url, aiohttp.ClientSession() as session:
+        yield Client(url, session)
+
+
+class Client:
+    def __init__(self, url: str, session: aiohttp.ClientSession) -> None:
+        self.base_url = url
+        self.session = session
+        port = url.rsplit(":", 1)[1]
+        self.pid = next(
+            int(path.parent.name)
+            for path in Path("/proc").glob("[0-9]*/cmdline")
+            if _cmdline(path)[-2:] == ["--port", port]
+        )
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def post(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        body = {"query": query, "variables": variables}
+        async with self.session.post(self.base_url + "/graphql", json=body) as response:
+            found: dict[str, Any] = await response.json()
+            return found
+
+
+async def place(http: Client) -> tuple[dict[str, Any], float]:
+    started = time.perf_counter()
+    body = await http.post(PLACE, {"input": place_input(orderId=uuid.uuid4().hex)})
+    accepted: dict[str, Any] = body["data"]["placeOrder"]
+    return accepted, time.perf_counter() - started
+
+
+async def read_your_writes(http: Client, orders: int) -> dict[str, list[float]]:
+    found: dict[str, list[float]] = {"atLeast": [], "caughtUp": [], "placeOrder": []}
+    async with graphql_ws(str(http.base_url) + "/graphql") as ws:
+        for n in range(orders):
+            order, took = await place(http)
+            found["placeOrder"].append(took)
+            started = time.perf_counter()
+            if n % 2:
+                sub = await ws.subscribe(CAUGHT_UP, {"p": order["position"]})
+                await anext(sub)
+                found["caughtUp"].append(time.perf_counter() - started)
+            else:
+                body = await http.post(ORDER, {"id": order["orderId"], "p": order["position"]})
+                assert body["data"]["order"] is not None, body
+                assert "extensions" not in body, body
+                found["atLeast"].append(time.perf_counter() - started)
+    return found
+
+
+async def idle_cpu(http: Client, waiters: int, seconds: float = 5.0) -> float:
+    async with graphql_ws(str(http.base_url) + "/graphql") as ws:
+        for _ in range(waiters):
+            await ws.subscribe(CAUGHT_UP, {"p": 10**12})
+        await asyncio.sleep(0.5)
+        started = http.cpu_seconds()
+        await asyncio.sleep(seconds)  # measuring what idle costs: nothing to wait for
+        return (http.cpu_seconds() - started) / seconds
+
+
+def _cmdline(path: Path) -> list[str]:
+    try:
+        return path.read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
+def ms(values: list[float], q: float) -> str:
+    ordered = sorted(values)
+    return f"{ordered[min(int(len(ordered) * q), len(ordered) - 1)] * 1000:.2f}"
+
+
+async def main(orders: int) -> None:
+    async with replica_set(1) as replicas:
+        for standby in (False, True):
+            name = "via standby " if standby else "primary only"
+            async with serving(replicas, standby) as http:
+                await read_your_writes(http, 20)  # warm up
+                found = await read_your_writes(http, orders)
+                for kind, values in found.items():
+                    print(f"{name} {kind:10} p50 {ms(values, 0.5)} ms  p99 {ms(values, 0.99)} ms")
+                cpu0 = await idle_cpu(http, 0)
+                cpu200 = await idle_cpu(http, 200)
+                print(f"{name} CPU idle: {cpu0:.1%} with no waiters, {cpu200:.1%} with 200")
+        await replicas.primary_settings(
+            synchronous_standby_names="standby1", synchronous_commit="remote_apply"
+        )
+        await replicas.wait_streaming(sync=True)
+        async with serving(replicas, True) as http:
+            took = [(await place(http))[1] for _ in range(orders)]
+            print(f"remote_apply placeOrder p50 {ms(took, 0.5)} ms  p99 {ms(took, 0.99)} ms")
+            print(f"(median of {len(took)}: {statistics.median(took) * 1000:.2f} ms)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=300)
+    asyncio.run(main(parser.parse_args().orders))
