@@ -188,6 +188,11 @@ async def test_start_fails_fast_when_postgres_is_unreachable() -> None:
         ("postgresql://u@h:5432/db", "postgresql://u@h:5432/db"),
         ("postgresql+asyncpg://u:p@h/db?ssl=require", "postgresql://u:p@h/db?ssl=require"),
         ("postgres+asyncpg://u@h/db", "postgres://u@h/db"),
+        # A multi-host URL (fail-over) in SQLAlchemy's spelling, in asyncpg's.
+        (
+            "postgresql://u@/db?host=a:5432&host=b:5433&target_session_attrs=read-write",
+            "postgresql://u@a:5432,b:5433/db?target_session_attrs=read-write",
+        ),
     ],
 )
 def test_sqlalchemy_urls_are_accepted(url: str, expected: str) -> None:

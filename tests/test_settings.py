@@ -38,6 +38,9 @@ def run_cli(*args: str, timeout: float = 60, **env: str) -> subprocess.Completed
         ("DATABASE_URL", "postgresql://h:port/db", "(the port is not a number)"),
         ("DATABASE_URL", "postgresql://127.0.0.1:5432", "(no database name)"),
         ("DATABASE_URL", "sqlite://relative.db", "expected sqlite:///path/to/file.db"),
+        ("READ_DATABASE_URLS", "postgresql://h/db,sqlite:///x.db", "read targets are PostgreSQL"),
+        ("READ_DATABASE_URLS", "postgresql://h:x/db", "(the port is not a number)"),
+        ("READ_MAX_LAG_SECONDS", "0", "READ_MAX_LAG_SECONDS='0': expected a number of seconds"),
         ("HOST", "http://x", "HOST='http://x': expected a host name or IP address"),
         ("LOG_LEVEL", "verbose", "LOG_LEVEL='verbose': expected one of critical, error,"),
         ("LOG_FORMAT", "xml", "LOG_FORMAT='xml': expected one of auto, json, text"),
@@ -127,3 +130,16 @@ def test_help_is_fast_and_works_with_a_broken_environment() -> None:
 
 def test_the_cli_knows_the_projections_without_importing_them() -> None:
     assert tuple(PROJECTION_NAMES) == cli.PROJECTION_NAMES
+
+
+def test_read_targets_are_postgresql_standbys_of_a_postgresql_primary() -> None:
+    found = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://u@primary/db",
+            "READ_DATABASE_URLS": " postgresql://u@s1/db , postgresql://u@s2:5433/db ",
+        }
+    )
+    assert found.read_database_urls == ("postgresql://u@s1/db", "postgresql://u@s2:5433/db")
+    assert Settings().read_database_urls == ()
+    with pytest.raises(InvalidSettings, match="standbys need DATABASE_URL to be their"):
+        Settings.from_env({"READ_DATABASE_URLS": "postgresql://u@s1/db"})
