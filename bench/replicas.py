@@ -43,6 +43,7 @@ async def serving(replicas: ReplicaSet, standby: bool) -> AsyncIterator[Client]:
         "READ_DATABASE_URLS": replicas.standbys[0].url if standby else "",
         "REQUEST_LOG": "false",
         "LOG_LEVEL": "warning",
+        "AUTH": "none",
     }
     # A server process of its own (uvloop, httptools), as in production: under uvicorn in
     # this event loop every HTTP answer took a 40 ms delayed ACK, hiding what is measured.

@@ -55,6 +55,7 @@ async def api_processes(replicas: ReplicaSet, count: int) -> AsyncIterator[list[
         "DB_CONNECT_TIMEOUT": "2",
         "LOG_LEVEL": "warning",
         "REQUEST_LOG": "false",
+        "AUTH": "none",
     }
     command = [sys.executable, "-m", "graph.cli", "serve", "--port", "{port}"]
     async with contextlib.AsyncExitStack() as stack:

@@ -62,6 +62,7 @@ async def serving(
         db_timeout=5.0,
         db_connect_timeout=2.0,
         request_log=False,
+        auth="none",  # identity is tests/test_access.py's subject
         **overrides,
     )
     app = create_app(settings)

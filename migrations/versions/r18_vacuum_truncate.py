@@ -6,7 +6,7 @@ replay on a hot standby cancels the queries reading that table there, even with
 SQLite has no such option and no standbys.
 
 Revision ID: r18_vacuum_truncate
-Revises: 0002
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "r18_vacuum_truncate"
-down_revision = "0002"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
@@ -23,6 +23,7 @@ TABLES = (
     "commands",
     "projection_checkpoints",
     "order_views",
+    "order_history",
     "customer_orders",
     "customer_summaries",
     "daily_sales",
