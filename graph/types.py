@@ -237,11 +237,15 @@ class ProjectionStatus:
     lag: int
     state: str
     error_text: strawberry.Private[str | None]
-    read_targets: list[ReadTargetStatus] = strawberry.field(
-        default_factory=list,
+    targets: strawberry.Private[list[ReadTargetStatus]]
+
+    @strawberry.field(
         description="This process's standbys (READ_DATABASE_URLS) for this projection: "
-        "empty when queries read the primary.",
+        "empty when queries read the primary (null for all but staff: it names hosts).",
+        extensions=[allow(Action.READ_PROJECTION_ERRORS, fail_silently=True)],
     )
+    def read_targets(self) -> list[ReadTargetStatus] | None:
+        return self.targets
 
     @strawberry.field(
         description="Why the projection failed, when it did (null for all but staff).",
@@ -261,7 +265,7 @@ class ProjectionStatus:
             state=view.state,
             # A short code and the position: the detail stays in the log (public_error).
             error_text=public_error(view.error, view.error_position),
-            read_targets=[ReadTargetStatus.of(t) for t in targets],
+            targets=[ReadTargetStatus.of(t) for t in targets],
         )
 
 
