@@ -291,7 +291,7 @@ class ReadTargets:
                 if update.projection == RESYNC:
                     with contextlib.suppress(Exception):
                         self.heard.update(await self.primary.positions(self.names))
-                elif update.projection in self.names:
+                elif not update.projection.startswith("$"):  # any checkpoint, the relay's too
                     self.heard[update.projection] = max(
                         self.heard.get(update.projection, 0), update.position
                     )
