@@ -63,6 +63,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rebuild-events", type=int, default=100_000)
     parser.add_argument("--inprocess-orders", type=int, default=1500)
     parser.add_argument(
+        "--replica-orders",
+        type=int,
+        default=300,
+        help="orders placed one at a time through a standby of its own (PostgreSQL; 0: skip)",
+    )
+    parser.add_argument(
         "--relay-orders", type=int, default=20_000, help="backlog for the relay (0: skip it)"
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: short everything")
@@ -72,6 +78,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         args.rebuild_events = min(args.rebuild_events, 10_000)
         args.inprocess_orders = min(args.inprocess_orders, 200)
         args.relay_orders = min(args.relay_orders, 2000)
+        args.replica_orders = min(args.replica_orders, 40)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.backends) - {"sqlite", "postgresql"}
     if unknown or args.clients < 2:
@@ -214,6 +221,14 @@ async def _backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[st
                        "--json"]  # fmt: skip
             result["relay"] = json.loads(await run_command(command, production_env(url)))
             _log(f"  {result['relay']['rate']:,.0f} events/s")
+    if backend == "postgresql" and args.replica_orders:
+        _log(f"{backend}: read-your-writes through a streaming standby of its own")
+        command = [str(BIN / "python"), "-m", "bench.replicas", "--orders",
+                   str(args.replica_orders), "--json"]  # fmt: skip
+        result["replicas"] = json.loads(await run_command(command, dict(os.environ)))
+        standby, primary = result["replicas"]["standby"], result["replicas"]["primary"]
+        _log(f"  atLeast p50 {standby['atLeast']['p50_ms']:.1f} ms via the standby,"
+             f" {primary['atLeast']['p50_ms']:.1f} ms on the primary")  # fmt: skip
     plain: dict[str, Any] = _plain(result)
     return plain
 

@@ -1,6 +1,8 @@
 """Read-your-writes through a streaming standby against the primary alone, in one run.
 
-    .venv/bin/python -m bench.replicas [--orders 300]
+    .venv/bin/python -m bench.replicas [--orders 300] [--json]
+
+(also run by ``make bench`` on PostgreSQL; ``--replica-orders 0`` skips it there).
 
 Starts its own primary and asynchronous standby (PostgreSQL 15 binaries, as the ``postgres``
 OS user, on free ports; removed at the end) and an ``ordergraph serve`` process. Measures,
@@ -16,8 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -117,34 +119,57 @@ def _cmdline(path: Path) -> list[str]:
         return []
 
 
-def ms(values: list[float], q: float) -> str:
+def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
-    return f"{ordered[min(int(len(ordered) * q), len(ordered) - 1)] * 1000:.2f}"
+    return {
+        "p50_ms": ordered[len(ordered) // 2] * 1000,
+        "p99_ms": ordered[min(int(len(ordered) * 0.99), len(ordered) - 1)] * 1000,
+    }
 
 
-async def main(orders: int) -> None:
+async def measure(orders: int) -> dict[str, Any]:
+    """Every figure of the module docstring, as JSON-ready numbers."""
+    result: dict[str, Any] = {"orders": orders}
     async with replica_set(1) as replicas:
         for standby in (False, True):
-            name = "via standby " if standby else "primary only"
+            name = "standby" if standby else "primary"
             async with serving(replicas, standby) as http:
                 await read_your_writes(http, 20)  # warm up
                 found = await read_your_writes(http, orders)
-                for kind, values in found.items():
-                    print(f"{name} {kind:10} p50 {ms(values, 0.5)} ms  p99 {ms(values, 0.99)} ms")
-                cpu0 = await idle_cpu(http, 0)
-                cpu200 = await idle_cpu(http, 200)
-                print(f"{name} CPU idle: {cpu0:.1%} with no waiters, {cpu200:.1%} with 200")
+                result[name] = {kind: summary(values) for kind, values in found.items()}
+                result[name]["idle_cpu"] = await idle_cpu(http, 0)
+                result[name]["idle_cpu_200_waiters"] = await idle_cpu(http, 200)
         await replicas.primary_settings(
             synchronous_standby_names="standby1", synchronous_commit="remote_apply"
         )
         await replicas.wait_streaming(sync=True)
         async with serving(replicas, True) as http:
-            took = [(await place(http))[1] for _ in range(orders)]
-            print(f"remote_apply placeOrder p50 {ms(took, 0.5)} ms  p99 {ms(took, 0.99)} ms")
-            print(f"(median of {len(took)}: {statistics.median(took) * 1000:.2f} ms)")
+            result["remote_apply"] = summary([(await place(http))[1] for _ in range(orders)])
+    return result
+
+
+def print_table(result: dict[str, Any]) -> None:
+    for name in ("primary", "standby"):
+        for kind in ("placeOrder", "atLeast", "caughtUp"):
+            figures = result[name][kind]
+            print(
+                f"{name:8} {kind:10} p50 {figures['p50_ms']:.2f} ms  p99 {figures['p99_ms']:.2f} ms"
+            )
+        print(
+            f"{name:8} CPU idle: {result[name]['idle_cpu']:.1%} with no waiters,"
+            f" {result[name]['idle_cpu_200_waiters']:.1%} with 200"
+        )
+    apply = result["remote_apply"]
+    print(f"remote_apply placeOrder p50 {apply['p50_ms']:.2f} ms  p99 {apply['p99_ms']:.2f} ms")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=300)
-    asyncio.run(main(parser.parse_args().orders))
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    measured = asyncio.run(measure(args.orders))
+    if args.json:
+        print(json.dumps(measured))
+    else:
+        print_table(measured)

@@ -108,6 +108,23 @@ def rows(backend: str, r: dict[str, Any]) -> list[Row]:
                 None, "-"),
             Row(backend, f"relay max lag ({under})", "events", relay["max_lag"], None, "-"),
         ]  # fmt: skip
+    if (replicas := r.get("replicas")) is not None:
+        primary, standby = replicas["primary"], replicas["standby"]
+        same = "primary only, same run"
+        out += [
+            Row(backend, "via standby: mutation -> visible atLeast read p50", "ms",
+                standby["atLeast"]["p50_ms"], primary["atLeast"]["p50_ms"], same),
+            Row(backend, "via standby: mutation -> visible atLeast read p99", "ms",
+                standby["atLeast"]["p99_ms"], primary["atLeast"]["p99_ms"], same),
+            Row(backend, "via standby: mutation -> caughtUp p50", "ms",
+                standby["caughtUp"]["p50_ms"], primary["caughtUp"]["p50_ms"], same),
+            Row(backend, "placeOrder p50, remote_apply standby", "ms",
+                replicas["remote_apply"]["p50_ms"], standby["placeOrder"]["p50_ms"],
+                "async standby, same run"),
+            Row(backend, "server CPU, 200 idle caughtUp waiters via standby", "%",
+                standby["idle_cpu_200_waiters"] * 100, standby["idle_cpu"] * 100,
+                "no waiters"),
+        ]  # fmt: skip
     return out
 
 
@@ -145,6 +162,18 @@ def targets(results: dict[str, Any]) -> list[Target]:
                 f"{half:.1f} ms",
             )
         )
+        if (replicas := r.get("replicas")) is not None:
+            extra = (
+                replicas["standby"]["atLeast"]["p50_ms"] - replicas["primary"]["atLeast"]["p50_ms"]
+            )
+            out.append(
+                Target(
+                    f"{backend}: read-your-writes via an async standby within 2 ms p50 of the"
+                    " primary alone",
+                    extra <= 2.0,
+                    f"+{extra:.2f} ms",
+                )
+            )
         if (relay := r.get("relay")) is not None:
             ratio = relay["rate"] / max(relay["baseline"], 1e-9)
             out.append(
