@@ -78,20 +78,20 @@ async def _relay(settings: Settings, from_position: int | None) -> None:
     a position first (docs/integration.md)."""
     from graph.wiring import build_relay, running_core
 
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     engine = _engine(settings)
     try:
         await check_database(engine, settings, migrate=settings.is_sqlite)
     finally:
         await engine.dispose()
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with running_core(settings, projector=False, relay=False) as core:
         relay = build_relay(core.engine, core.notifier, settings)
         if from_position is not None:
             await relay.rewind(from_position)
             print(f"relay: publishing again from position {from_position}", flush=True)
         await relay.start(wake_on_announced_appends=not settings.is_sqlite)
-        log.info("relay running")
+        print("relay running", flush=True)  # for scripts and supervisors: it is ready
         try:
             await stop.wait()
         finally:

@@ -258,6 +258,10 @@ async def test_two_relay_processes_take_turns_and_publish_each_event_once_in_ord
         relay_subprocess(database_url, jetstream, "relay", module="graph.cli") as first,
         relay_subprocess(database_url, jetstream, "relay", module="graph.cli") as second,
     ):
+        for process in (first, second):  # both running before the writes they share
+            assert process.stdout is not None
+            line = await asyncio.wait_for(process.stdout.readline(), DEADLINE)
+            assert line.decode().strip() == "relay running"
         head = await many_orders(bus, orders=30)
         relay = make_relay(engine, jetstream)  # only to read the shared checkpoint
         async with asyncio.timeout(DEADLINE):

@@ -110,6 +110,8 @@ async def test_relay_from_a_position_publishes_the_range_again_with_the_same_ids
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), DEADLINE)
         assert line.decode().strip() == "relay: publishing again from position 5"
+        line = await asyncio.wait_for(process.stdout.readline(), DEADLINE)
+        assert line.decode().strip() == "relay running"
         async with asyncio.timeout(DEADLINE):
             while True:  # another process: poll the shared checkpoint
                 if (await relay.status()).position >= head:
