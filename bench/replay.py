@@ -1,6 +1,7 @@
 """Projection rebuild rate: fill a fresh database with N events of realistic orders (those of
 four events each: placed, address changed, paid, shipped or cancelled), then rebuild
-every projection, as ``ordergraph rebuild --all`` does, and time it.
+every projection, as ``ordergraph rebuild --all`` does (a new version of each, built beside
+the active one, then switched to), and time it.
 
     python -m bench.replay --database-url URL [--events 100000]
 
@@ -93,7 +94,8 @@ async def rebuild_all(database_url: str) -> dict[str, Any]:
     engine = create_engine(database_url)
     try:
         started = time.perf_counter()
-        replayed = await rebuild(engine, all_projections(), InProcessNotifier(), batch_size=5000)
+        done = await rebuild(engine, all_projections(), InProcessNotifier(), batch_size=5000)
+        replayed = done.replayed
         seconds = time.perf_counter() - started
     finally:
         await engine.dispose()

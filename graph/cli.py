@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -104,27 +103,6 @@ async def _relay(settings: Settings, from_position: int | None) -> None:
             )
 
 
-async def _projections(settings: Settings) -> None:
-    """Each checkpoint (the projections, and the integration relay where it has run): where
-    it is, how far behind the head in events and seconds, its state and last error."""
-    from graph.health import projection_health
-
-    engine = _engine(settings)
-    try:
-        await check_database(engine, settings, migrate=settings.is_sqlite)
-        head, found = await projection_health(engine, settings.stall_seconds, within=30)
-    finally:
-        await engine.dispose()
-    print(f"{'name':20} {'position':>10} {'lag':>8} {'lag s':>8}  {'state':10} error")
-    for p in found:
-        stalled = " (stalled)" if p.stalled else ""
-        print(
-            f"{p.name:20} {p.position:>10} {p.lag:>8} {p.lag_seconds:>8.1f}"
-            f"  {p.state + stalled:10} {p.error or ''}".rstrip()
-        )
-    print(f"head {head}")
-
-
 async def _migrate(settings: Settings, force: bool) -> None:
     from migrations import NotOurDatabase, refuse_foreign, upgrade_to_head
 
@@ -142,59 +120,26 @@ async def _migrate(settings: Settings, force: bool) -> None:
         await engine.dispose()
 
 
-class _ProgressBar:
-    """One line on stderr, redrawn in place: events replayed, percentage, rate."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.started = time.perf_counter()
-
-    def __call__(self, done: int, total: int) -> None:
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        share = done / total if total else 1.0
-        bar = "#" * int(share * 30)
-        sys.stderr.write(
-            f"\r{self.name:20} [{bar:30}] {share:6.1%} {done:>9} events {done / elapsed:>8.0f}/s"
-        )
-        sys.stderr.flush()
-
-
-async def _rebuild(settings: Settings, names: Sequence[str], batch_size: int) -> None:
-    from readmodels.notifier import InProcessNotifier
-    from readmodels.rebuild import rebuild
-    from readmodels.registry import all_projections
+async def _with_engine(settings: Settings, command: str, *args: Any) -> None:
+    """Run one of graph/projection_commands.py's commands against a checked database."""
+    from graph import projection_commands
 
     engine = _engine(settings)
     try:
         await check_database(engine, settings, migrate=settings.is_sqlite)
-        chosen = [p for p in all_projections() if p.name in names]
-        bar = _ProgressBar(", ".join(names))
-        replayed = await rebuild(
-            engine, chosen, InProcessNotifier(), batch_size=batch_size, progress=bar
-        )
-        elapsed = time.perf_counter() - bar.started
-        sys.stderr.write("\n")
-        print(
-            f"rebuilt {', '.join(names)}: {replayed} events in {elapsed:.2f}s "
-            f"({replayed / max(elapsed, 1e-9):.0f} events/s)"
-        )
+        await getattr(projection_commands, command)(engine, *args)
     finally:
         await engine.dispose()
 
 
 async def _record_interrupted_rebuild(settings: Settings, names: Sequence[str]) -> str:
-    from readmodels.rebuild import mark_interrupted
+    from graph.projection_commands import interrupted_note
 
     engine = _engine(settings)
     try:
-        reached = await mark_interrupted(engine, names)
+        return await interrupted_note(engine, names)
     finally:
         await engine.dispose()
-    at = ", ".join(f"{name} at {position}" for name, position in sorted(reached.items()))
-    return (
-        f"rebuild interrupted ({at}); the projections say 'rebuilding' until the projector "
-        "(ordergraph serve or project) has caught them up; run rebuild again to start over"
-    )
 
 
 def _argument(parse_value: parse.Parser) -> parse.Parser:
@@ -236,7 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="migrate even a database holding foreign tables"
     )
     sub.add_parser("project", help="run only the projector (beside API replicas)")
-    sub.add_parser("projections", help="where each projection (and the relay) is, and why")
     relay = sub.add_parser("relay", help="run only the integration relay (needs NATS_URL)")
     relay.add_argument(
         "--from",
@@ -260,13 +204,29 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--ttl", type=_argument(parse.integer(1, 366 * 86_400)), default=3600, help="seconds"
     )
-    rebuild_parser = sub.add_parser("rebuild", help="replay projections from the first event")
+    rebuild_parser = sub.add_parser(
+        "rebuild",
+        help="build a new version of projections beside the active ones, then switch to it",
+    )
     known = ", ".join(PROJECTION_NAMES)
     rebuild_parser.add_argument("names", nargs="*", metavar="NAME", help=known)
     rebuild_parser.add_argument("--all", action="store_true", help="every projection")
     rebuild_parser.add_argument(
         "--batch-size", type=_argument(parse.integer(1, 100_000)), default=5000
     )
+    projections = sub.add_parser(
+        "projections",
+        help="where each projection (and the relay) is, and why; its versions and skips",
+    )
+    actions = projections.add_subparsers(dest="action")
+    retry = actions.add_parser("retry", help="retry a failed projection now")
+    retry.add_argument("name", metavar="NAME", help=known)
+    skip = actions.add_parser("skip", help="skip the one event a projection is stopped at")
+    skip.add_argument("name", metavar="NAME", help=known)
+    skip.add_argument("--position", required=True, type=_argument(parse.integer(1, 2**63 - 1)))
+    skip.add_argument("--reason", required=True, help="kept on record with who and when")
+    cleanup = actions.add_parser("cleanup", help="drop retired versions' tables now")
+    cleanup.add_argument("names", nargs="*", metavar="NAME", help=known)
     return parser
 
 
@@ -336,9 +296,6 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_project(settings))
         return OK
-    if args.command == "projections":
-        asyncio.run(_projections(settings))
-        return OK
     if args.command == "relay":
         if not settings.nats_url:
             parser.error("the relay needs NATS_URL (e.g. nats://127.0.0.1:4222)")
@@ -349,17 +306,47 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
         asyncio.run(_migrate(settings, args.force))
         print(f"migrated {_where(settings)}")
         return OK
+    if args.command == "projections":
+        return _projections(parser, args, settings)
     names = list(PROJECTION_NAMES) if args.all else args.names
     unknown = sorted(set(names) - set(PROJECTION_NAMES))
     if unknown or not names:
         parser.error(f"name projections ({', '.join(PROJECTION_NAMES)}) or pass --all")
     try:
-        asyncio.run(_rebuild(settings, names, args.batch_size))
+        asyncio.run(_with_engine(settings, "rebuild_command", names, args.batch_size))
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         note = asyncio.run(_record_interrupted_rebuild(settings, names))
         print(f"ordergraph: {note}", file=sys.stderr)
         return INTERRUPTED
+    return OK
+
+
+def _projections(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings
+) -> int:
+    from readmodels.operations import OperationRefused
+
+    names = [args.name] if args.action in ("retry", "skip") else getattr(args, "names", [])
+    unknown = sorted(set(names) - set(PROJECTION_NAMES))
+    if unknown:
+        parser.error(f"unknown projections {unknown}; known: {', '.join(PROJECTION_NAMES)}")
+    command: tuple[Any, ...] = {
+        None: ("list_command", settings.stall_seconds),
+        "retry": ("retry_command", args.name if args.action == "retry" else None),
+        "skip": (
+            "skip_command",
+            getattr(args, "name", None),
+            getattr(args, "position", None),
+            getattr(args, "reason", None),
+        ),
+        "cleanup": ("cleanup_command", names),
+    }[args.action]
+    try:
+        asyncio.run(_with_engine(settings, *command))
+    except OperationRefused as refused:
+        print(f"ordergraph: {refused}", file=sys.stderr)
+        return USAGE
     return OK
 
 

@@ -248,6 +248,9 @@ class Settings:
     read_primary_fallback: bool = True  # with no standby in use, read the primary
     read_max_lag_seconds: float = 30.0  # a standby further behind is left out
     read_check_interval: float = 1.0  # seconds between looks at each standby's lag
+    # A projection version retired by a switch keeps its tables this long (queries that
+    # read it just before the switch still find them), then the projector drops them.
+    retired_grace_seconds: float = 600.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -372,6 +375,7 @@ VARIABLES: tuple[Var, ...] = (
     Var("READ_PRIMARY_FALLBACK", "read_primary_fallback", flag),
     Var("READ_MAX_LAG_SECONDS", "read_max_lag_seconds", seconds(0.1, 86_400)),
     Var("READ_CHECK_INTERVAL", "read_check_interval", seconds(0.05, 3600)),
+    Var("RETIRED_GRACE_SECONDS", "retired_grace_seconds", seconds(0, 30 * 86_400)),
 )
 
 assert {v.field for v in VARIABLES} <= {f.name for f in fields(Settings)}

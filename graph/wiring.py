@@ -91,6 +91,7 @@ async def running_core(
                 notifier,
                 poll_interval=settings.poll_interval,
                 leadership=leadership,
+                retired_grace=settings.retired_grace_seconds,
             )
             store.on_append(_wake_or_announce(running, AppendAnnouncer(notifier)))
             await running.start(wake_on_announced_appends=not settings.is_sqlite)

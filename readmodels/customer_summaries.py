@@ -29,17 +29,18 @@ class CustomerSummaries(Projection):
         }
         new_orders = [{"order_id": o, "customer_id": c} for o, c in owners.items()]
         others = {e.event.order_id for e in batch} - owners.keys()
-        known = await load_rows(conn, customer_orders, customer_orders.c.order_id, others)
+        orders, summary_table = self.table(customer_orders), self.table(customer_summaries)
+        known = await load_rows(conn, orders, orders.c.order_id, others)
         owners |= {order_id: row["customer_id"] for order_id, row in known.items()}
         summaries = await load_rows(
-            conn, customer_summaries, customer_summaries.c.customer_id, set(owners.values())
+            conn, summary_table, summary_table.c.customer_id, set(owners.values())
         )
         for envelope in batch:
             customer = owners[envelope.event.order_id]
             summary = summaries.setdefault(customer, _empty(customer))
             _fold(summary, envelope)
-        await upsert(conn, customer_orders, new_orders, ["order_id"])
-        await upsert(conn, customer_summaries, list(summaries.values()), ["customer_id"])
+        await upsert(conn, orders, new_orders, ["order_id"])
+        await upsert(conn, summary_table, list(summaries.values()), ["customer_id"])
 
 
 def _empty(customer_id: str) -> Row:

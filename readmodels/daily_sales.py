@@ -27,7 +27,8 @@ class DailySales(Projection):
     async def apply(self, conn: AsyncConnection, batch: Sequence[Envelope]) -> None:
         counted = [e.event for e in batch if isinstance(e.event, _COUNTED)]
         days = {utc_day(event) for event in counted}
-        rows = await load_rows(conn, daily_sales, daily_sales.c.day, days)
+        table = self.table(daily_sales)
+        rows = await load_rows(conn, table, table.c.day, days)
         for event in counted:
             row = rows.setdefault(utc_day(event), _empty(utc_day(event)))
             match event:
@@ -38,7 +39,7 @@ class DailySales(Projection):
                     row["revenue"] += amount
                 case events.OrderCancelled():
                     row["orders_cancelled"] += 1
-        await upsert(conn, daily_sales, list(rows.values()), ["day"])
+        await upsert(conn, table, list(rows.values()), ["day"])
 
 
 def utc_day(event: events.Event) -> date:

@@ -10,7 +10,7 @@ stall every projection one event before it, silently.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -72,14 +72,19 @@ class Batch:
     def last(self) -> int:
         return self.stored[-1].position
 
-    def for_projection(self, projection: Projection, after: int) -> list[Envelope]:
-        """The events after ``after`` that the projection handles, decoded; raises
+    def for_projection(
+        self, projection: Projection, after: int, skipped: Collection[int] = ()
+    ) -> list[Envelope]:
+        """The events after ``after`` that the projection handles, decoded, but for those at
+        ``skipped`` positions (on record, see readmodels/operations.py); raises
         PoisonedEvent at the first of them that cannot be decoded."""
         handled = projection.handles
         return [
             self._envelope(stored)
             for stored in self.stored
-            if stored.position > after and (handled is None or stored.event_type in handled)
+            if stored.position > after
+            and (handled is None or stored.event_type in handled)
+            and stored.position not in skipped
         ]
 
     def _envelope(self, stored: StoredEvent) -> Envelope:

@@ -22,7 +22,8 @@ class OrderViews(Projection):
         # An order placed in this batch has no row yet (OrderPlaced is always its stream's
         # first event): load only the others. A batch of placements then reads nothing.
         placed = {e.event.order_id for e in batch if isinstance(e.event, events.OrderPlaced)}
-        rows = await load_rows(conn, order_views, order_views.c.order_id, ids - placed)
+        views = self.table(order_views)
+        rows = await load_rows(conn, views, views.c.order_id, ids - placed)
         for envelope in batch:
             event = envelope.event
             if isinstance(event, events.OrderPlaced):
@@ -31,8 +32,9 @@ class OrderViews(Projection):
             _fold(row, event)
             row["version"] = envelope.stream_version
             row["last_position"] = envelope.position
-        await upsert(conn, order_views, list(rows[i] for i in ids), ["order_id"])
-        await upsert(conn, order_history, [_history(e) for e in batch], ["order_id", "version"])
+        await upsert(conn, views, list(rows[i] for i in ids), ["order_id"])
+        history = self.table(order_history)
+        await upsert(conn, history, [_history(e) for e in batch], ["order_id", "version"])
 
 
 def _history(envelope: Envelope) -> Row:

@@ -7,6 +7,7 @@ table. That keeps a rebuild to a few statements per batch instead of a few per e
 
 from __future__ import annotations
 
+import copy
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
@@ -19,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.events import Event
+from readmodels.versions import table_at
 
 Row = dict[str, Any]
 
@@ -36,14 +38,35 @@ class Envelope:
 
 class Projection(ABC):
     name: str
-    tables: tuple[sa.Table, ...]  # every table it owns: emptied when it is rebuilt
+    # The version of the code: bump it when ``apply`` or the tables change, and a deploy
+    # builds a new version of the tables beside the active one and switches to it.
+    version: int = 1
+    tables: tuple[sa.Table, ...]  # the definitions of every table it owns (version 1's)
     # The event types it folds (by stored name); None: all. It is fed only these, so an
     # event of another type that cannot be decoded does not stop it.
     handles: frozenset[str] | None = None
+    # Which version's tables this instance writes (see ``at``).
+    table_version: int = 1
 
     @abstractmethod
     async def apply(self, conn: AsyncConnection, batch: Sequence[Envelope]) -> None:
-        """Fold the batch into the tables, inside the caller's transaction."""
+        """Fold the batch into the tables (``self.table(...)``), inside the caller's
+        transaction."""
+
+    def table(self, definition: sa.Table) -> sa.Table:
+        """The table of this instance's version for one of the definitions in ``tables``."""
+        return table_at(definition, self.table_version)
+
+    def owned_tables(self) -> tuple[sa.Table, ...]:
+        return tuple(self.table(t) for t in self.tables)
+
+    def at(self, version: int) -> Projection:
+        """The same projection writing version ``version``'s tables."""
+        if version == self.table_version:
+            return self
+        bound = copy.copy(self)
+        bound.table_version = version
+        return bound
 
 
 async def load_rows(

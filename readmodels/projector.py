@@ -11,7 +11,12 @@ projector instances in several processes take turns and never apply a batch twic
 
 A projection that raises stops at the failing event and never skips it: the batch is retried
 one event at a time to commit everything before the culprit, the culprit's position and error
-are recorded as state ``failed``, and it is retried with backoff until the cause is fixed.
+are recorded as state ``failed``, and it is retried with backoff until the cause is fixed (or
+an operator retries it or skips that one event, on record: see readmodels/operations.py).
+
+Each checkpoint row names the version of the projection it is for: a pass writes that
+version's tables (readmodels/versions.py). Beside the passes, the projector builds new
+versions in the background and switches to them (readmodels/builds.py).
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.db import write_transaction
+from readmodels.builds import Builder, BuildFailed, BuildLost, drop_retired, ensure_versions
 from readmodels.feed import Batch, PoisonedEvent, read_stored_after
 from readmodels.notifier import APPENDED, RESYNC, Notifier, ProjectionUpdate
 from readmodels.projection import Projection
@@ -36,8 +42,11 @@ from readmodels.tables import checkpoints
 
 log = logging.getLogger("ordergraph.projector")
 
-LIVE, FAILED, REBUILDING = "live", "failed", "rebuilding"
+LIVE, FAILED = "live", "failed"
 CONTENDED_RETRY = 0.02  # seconds before looking again at checkpoints another instance holds
+# Retired versions' tables are dropped this long after the switch (RETIRED_GRACE_SECONDS):
+# a query that read the old version just before the switch still finds them meanwhile.
+RETIRED_GRACE_SECONDS = 600.0
 
 # Called after each committed pass: (projections advanced, events applied, seconds taken).
 PassObserver = Callable[[Sequence[str], int, float], None]
@@ -81,6 +90,8 @@ class Projector:
         poll_interval: float = 1.0,
         max_backoff: float = 30.0,
         leadership: Leadership | None = None,
+        build_batch_size: int = 5000,
+        retired_grace: float = RETIRED_GRACE_SECONDS,
     ) -> None:
         self._engine = engine
         self.projections = {p.name: p for p in projections}
@@ -94,6 +105,9 @@ class Projector:
         self.pass_observers: list[PassObserver] = []
         self._stalls = StallLog(log)
         self._leadership = leadership
+        self.builder = Builder(engine, projections, notifier, batch_size=build_batch_size)
+        self.retired_grace = retired_grace
+        self._build_wake = asyncio.Event()
 
     @property
     def leading(self) -> bool:
@@ -105,6 +119,10 @@ class Projector:
         next poll."""
         self._wake.set()
 
+    def wake_builds(self) -> None:
+        """A build was asked for: look now, not at the next poll."""
+        self._build_wake.set()
+
     async def start(self, *, wake_on_announced_appends: bool = False) -> None:
         """Run in the background. With ``wake_on_announced_appends``, appends announced by
         other processes through the notifier (AppendAnnouncer) wake it too, not just polls."""
@@ -112,8 +130,11 @@ class Projector:
             subscribed = asyncio.Event()
             self._tasks.append(asyncio.create_task(self._wake_on_appends(subscribed)))
             await subscribed.wait()  # listening before the checkpoints say we are up
-        await ensure_checkpoints(self._engine, self.projections)
+        # A projection whose code version is newer than its active version's starts being
+        # built here (a deploy changed it); the build loop finishes it and switches.
+        await ensure_versions(self._engine, list(self.projections.values()))
         self._tasks.append(asyncio.create_task(self._run(), name="projector"))
+        self._tasks.append(asyncio.create_task(self._build(), name="projection builds"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -122,6 +143,8 @@ class Projector:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        with contextlib.suppress(Exception):  # the next builder takes over without waiting
+            await self.builder.release()
         if self._leadership is not None:
             await self._leadership.release()
 
@@ -147,11 +170,18 @@ class Projector:
         loop = asyncio.get_running_loop()
         retry_at = dict.fromkeys(self.projections, 0.0)  # when a failed projection may retry
         backoff = dict.fromkeys(self.projections, 0.0)
+        failed: set[str] = set()  # recorded as failed, waiting for their retry
         while True:
             if not self.leading:
                 assert self._leadership is not None
                 await self._leadership.acquire()  # another process leads until it dies
             self._wake.clear()
+            if failed:
+                # An operator may have retried it or skipped its event meanwhile: go now.
+                with contextlib.suppress(Exception):
+                    for name in await self._no_longer_failed(failed):
+                        retry_at[name] = backoff[name] = 0.0
+                        failed.discard(name)
             now = loop.time()
             due = [p for name, p in self.projections.items() if retry_at[name] <= now]
             try:
@@ -164,9 +194,12 @@ class Projector:
                     try:
                         applied += await self.advance(projection, self.batch_size)
                         backoff[projection.name] = 0.0
+                        failed.discard(projection.name)
                         self._stalls.running(projection.name)
                     except Exception as error:
-                        if not isinstance(error, ProjectionFailed):
+                        if isinstance(error, ProjectionFailed):
+                            failed.add(projection.name)
+                        else:
                             # Not the projection's fault (the database is away, say): it
                             # is not recorded as failed, but it is said, once.
                             self._stalls.stalled(
@@ -178,6 +211,7 @@ class Projector:
             else:
                 for projection in due:
                     backoff[projection.name] = retry_at[projection.name] = 0.0
+                    failed.discard(projection.name)
                     self._stalls.running(projection.name)
             if applied == 0:
                 waiting = [t - loop.time() for t in retry_at.values() if t > loop.time()]
@@ -185,6 +219,67 @@ class Projector:
                 ceiling = CONTENDED_RETRY if self._contended else self._poll_interval
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), min([ceiling, *waiting]))
+
+    async def _no_longer_failed(self, names: set[str]) -> list[str]:
+        query = sa.select(checkpoints.c.name, checkpoints.c.state).where(
+            checkpoints.c.name.in_(list(names))
+        )
+        async with self._engine.connect() as conn:
+            return [row.name for row in await conn.execute(query) if row.state != FAILED]
+
+    async def _build(self) -> None:
+        """Build the versions under way, a batch of each in turn, while leading; drop the
+        tables of versions retired longer than the grace period."""
+        loop = asyncio.get_running_loop()
+        retry_at: dict[tuple[str, int], float] = {}
+        backoff: dict[tuple[str, int], float] = {}
+        cleaned_at = 0.0
+        while True:
+            self._build_wake.clear()
+            worked = False
+            try:
+                if self.leading:
+                    worked = await self._build_once(retry_at, backoff)
+                    if loop.time() - cleaned_at >= min(self.retired_grace / 10, 30.0):
+                        await drop_retired(
+                            self._engine, self.projections.values(), older_than=self.retired_grace
+                        )
+                        cleaned_at = loop.time()
+            except Exception as error:  # the database is away, say: said once, tried again
+                self._stalls.stalled("builds", f"cannot build: {short(error)}", error)
+            else:
+                self._stalls.running("builds")
+            if not worked:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._build_wake.wait(), self._poll_interval)
+
+    async def _build_once(
+        self, retry_at: dict[tuple[str, int], float], backoff: dict[tuple[str, int], float]
+    ) -> bool:
+        loop = asyncio.get_running_loop()
+        mine = []
+        for key, state in (await self.builder.builds_to_do()).items():
+            if state != FAILED:  # retried or skipped by an operator: no need to wait
+                retry_at.pop(key, None)
+            if retry_at.get(key, 0.0) > loop.time():
+                continue
+            with contextlib.suppress(BuildLost):  # gone meanwhile
+                if self.builder.holds(*key) or await self.builder.claim(*key) is None:
+                    mine.append(key)  # else another process builds it
+        if not mine:
+            return False
+        try:
+            step = await self.builder.step(*mine)
+        except BuildLost:
+            return True
+        except BuildFailed as failure:
+            key = (failure.name, failure.version)
+            backoff[key] = min(max(backoff.get(key, 0.0) * 2, 0.1), self._max_backoff)
+            retry_at[key] = loop.time() + backoff[key]
+            return True
+        for key in mine:
+            backoff.pop(key, None)
+        return step.applied > 0 or bool(step.switched)
 
     async def advance_together(self, projections: Sequence[Projection], batch_size: int) -> int:
         """One batch for several projections in one transaction (events read and decoded
@@ -194,27 +289,30 @@ class Projector:
         started = time.perf_counter()
         async with write_transaction(self._engine) as conn:
             locked = await _lock_checkpoints(conn, [p.name for p in projections])
-            positions = {name: position for name, (position, _) in locked.items()}
             # Another instance holds some of them mid-pass: it may have read its batch before
             # our latest append committed, so look again soon rather than at the next poll.
-            self._contended = len(positions) < len(projections)
-            if not positions:
+            self._contended = len(locked) < len(projections)
+            feeding = {
+                p.name: (p.at(locked[p.name].version), locked[p.name].position)
+                for p in projections
+                if p.name in locked and _ours(p, locked[p.name])
+            }
+            if not feeding:
                 return 0
-            stored = await read_stored_after(conn, min(positions.values()), batch_size)
+            start = min(position for _, position in feeding.values())
+            stored = await read_stored_after(conn, start, batch_size)
             if not stored:
-                await _finish_rebuilds(conn, locked)
                 return 0
             batch = Batch(stored)
             last = batch.last
             advanced = []
-            for projection in projections:
-                at = positions.get(projection.name)
-                if at is None or at >= last:
+            for name, (projection, at) in feeding.items():
+                if at >= last:
                     continue
                 if envelopes := batch.for_projection(projection, at):
                     await projection.apply(conn, envelopes)
-                advanced.append(projection.name)
-            await _save_checkpoint(conn, advanced, last, at_head=len(stored) < batch_size)
+                advanced.append(name)
+            await _save_checkpoint(conn, advanced, last)
         if advanced:
             self._observe(advanced, len(stored), started)
             await self._publish([ProjectionUpdate(n, last) for n in advanced])
@@ -249,12 +347,13 @@ class Projector:
         started = time.perf_counter()
         async with write_transaction(self._engine) as conn:
             locked = await _lock_checkpoints(conn, [projection.name])
-            if projection.name not in locked:
+            found = locked.get(projection.name)
+            if found is None or not _ours(projection, found):
                 return 0
-            checkpoint, _ = locked[projection.name]
+            projection = projection.at(found.version)
+            checkpoint = found.position
             stored = await read_stored_after(conn, checkpoint, limit)
             if not stored:
-                await _finish_rebuilds(conn, locked)
                 return 0
             batch = Batch(stored)
             try:
@@ -265,9 +364,7 @@ class Projector:
             except Exception as error:
                 raise _BatchFailed(stored[0].position, error) from error
             position = batch.last
-            # One event at a time (isolating a culprit) says nothing about the head.
-            at_head = limit > 1 and len(stored) < limit
-            await _save_checkpoint(conn, [projection.name], position, at_head=at_head)
+            await _save_checkpoint(conn, [projection.name], position)
         self._observe([projection.name], len(stored), started)
         await self._publish([ProjectionUpdate(projection.name, position)])
         return len(stored)
@@ -351,45 +448,47 @@ async def ensure_checkpoints(engine: AsyncEngine, names: Iterable[str]) -> None:
             )
 
 
-async def _lock_checkpoints(conn: AsyncConnection, names: list[str]) -> dict[str, tuple[int, str]]:
-    """Position and state of the named checkpoints this transaction could lock; another
-    projector instance holding one means that projection is skipped this time."""
+class Checkpoint(NamedTuple):
+    position: int
+    state: str
+    version: int  # of the tables it is for
+    code_version: int
+
+
+def _ours(projection: Projection, checkpoint: Checkpoint) -> bool:
+    """False when newer code built the active version (a rolling deploy): that code feeds it."""
+    return checkpoint.code_version <= projection.version
+
+
+async def _lock_checkpoints(conn: AsyncConnection, names: list[str]) -> dict[str, Checkpoint]:
+    """The named checkpoints this transaction could lock; another projector instance holding
+    one means that projection is skipped this time."""
     query = (
-        sa.select(checkpoints.c.name, checkpoints.c.position, checkpoints.c.state)
+        sa.select(
+            checkpoints.c.name,
+            checkpoints.c.position,
+            checkpoints.c.state,
+            checkpoints.c.version,
+            checkpoints.c.code_version,
+        )
         .where(checkpoints.c.name.in_(names))
         .with_for_update(skip_locked=True)
     )
-    return {row.name: (row.position, row.state) for row in await conn.execute(query)}
+    return {
+        row.name: Checkpoint(row.position, row.state, row.version, row.code_version)
+        for row in await conn.execute(query)
+    }
 
 
-async def _finish_rebuilds(conn: AsyncConnection, locked: dict[str, tuple[int, str]]) -> None:
-    """Nothing left to read: a projection still marked rebuilding has caught up (its rebuild
-    was interrupted and whoever projects it now finished the replay)."""
-    done = [name for name, (_, state) in locked.items() if state == REBUILDING]
-    if done:
-        await conn.execute(
-            checkpoints.update()
-            .where(checkpoints.c.name.in_(done))
-            .values(state=LIVE, error=None, updated_at=datetime.now(UTC))
-        )
-
-
-async def _save_checkpoint(
-    conn: AsyncConnection, names: Sequence[str], position: int, *, at_head: bool
-) -> None:
+async def _save_checkpoint(conn: AsyncConnection, names: Sequence[str], position: int) -> None:
     if not names:
         return
-    # A rebuild (running, or interrupted and resumed by whoever projects now) stays
-    # "rebuilding" until a batch reaches the head; anything else is live again.
-    state: sa.ColumnElement[str] | str = (
-        LIVE if at_head else sa.case((checkpoints.c.state == REBUILDING, REBUILDING), else_=LIVE)
-    )
     await conn.execute(
         checkpoints.update()
         .where(checkpoints.c.name.in_(names))
         .values(
             position=position,
-            state=state,
+            state=LIVE,
             error=None,
             error_position=None,
             updated_at=datetime.now(UTC),

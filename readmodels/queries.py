@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.db import reader
 from domain.tables import events
@@ -24,7 +24,10 @@ from readmodels.tables import (
     daily_sales,
     order_history,
     order_views,
+    projection_skips,
+    projection_versions,
 )
+from readmodels.versions import table_at
 
 T = TypeVar("T")
 MAX_PAGE = 100
@@ -101,6 +104,36 @@ class DailySalesView:
 
 
 @dataclass(frozen=True, slots=True)
+class VersionView:
+    version: int
+    code_version: int
+    status: str  # building | active | retired | dropped
+    position: int
+    lag: int
+    state: str
+    error: str | None
+    error_position: int | None
+    rate: float | None  # events/s while building
+    eta_seconds: float | None
+    builder: str | None
+    note: str | None
+    created_at: datetime
+    activated_at: datetime | None
+    retired_at: datetime | None
+    dropped_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SkipView:
+    position: int
+    version: int
+    event_type: str
+    reason: str
+    skipped_by: str
+    skipped_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ProjectionStatusView:
     name: str
     position: int
@@ -109,6 +142,9 @@ class ProjectionStatusView:
     state: str
     error: str | None
     error_position: int | None
+    version: int = 1  # the active one, whose tables queries read
+    versions: tuple[VersionView, ...] = ()
+    skipped: tuple[SkipView, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,23 +192,25 @@ class ReadModelQueries:
     # for all. Another customer's row is then simply not there.
 
     async def order(self, order_id: str, scope: str | None = None) -> OrderView | None:
-        query = sa.select(order_views).where(order_views.c.order_id == order_id)
-        if scope is not None:
-            query = query.where(order_views.c.customer_id == scope)
         async with self._engine.connect() as conn:
+            views = await _active(conn, order_views, "order_views")
+            query = sa.select(views).where(views.c.order_id == order_id)
+            if scope is not None:
+                query = query.where(views.c.customer_id == scope)
             row = (await conn.execute(query)).first()
         return None if row is None else _order(row)
 
     async def order_history(self, order_id: str) -> list[HistoryEntryView]:
         """The order's latest ``MAX_HISTORY`` events, oldest first: address changes are
         unbounded, and one answer must not be."""
-        query = (
-            sa.select(order_history)
-            .where(order_history.c.order_id == order_id)
-            .order_by(order_history.c.version.desc())
-            .limit(MAX_HISTORY)
-        )
         async with self._engine.connect() as conn:
+            history = await _active(conn, order_history, "order_views")
+            query = (
+                sa.select(history)
+                .where(history.c.order_id == order_id)
+                .order_by(history.c.version.desc())
+                .limit(MAX_HISTORY)
+            )
             rows = list(reversed((await conn.execute(query)).all()))
         return [
             HistoryEntryView(
@@ -189,10 +227,11 @@ class ReadModelQueries:
 
     async def changed_orders(self, after: int, upto: int) -> list[str]:
         """Ids of the orders whose view last changed at a position in (after, upto]."""
-        query = sa.select(order_views.c.order_id).where(
-            order_views.c.last_position > after, order_views.c.last_position <= upto
-        )
         async with self._engine.connect() as conn:
+            views = await _active(conn, order_views, "order_views")
+            query = sa.select(views.c.order_id).where(
+                views.c.last_position > after, views.c.last_position <= upto
+            )
             return list((await conn.scalars(query)).all())
 
     async def head_position(self) -> int:
@@ -209,15 +248,19 @@ class ReadModelQueries:
         scope: str | None = None,
     ) -> Page[OrderView]:
         """Newest first."""
-        filters: list[Any] = []
-        if customer_id is not None:
-            filters.append(order_views.c.customer_id == customer_id)
-        if scope is not None:
-            filters.append(order_views.c.customer_id == scope)
-        if status is not None:
-            filters.append(order_views.c.status == status)
+
+        def filters(views: sa.Table) -> list[Any]:
+            found: list[Any] = []
+            if customer_id is not None:
+                found.append(views.c.customer_id == customer_id)
+            if scope is not None:
+                found.append(views.c.customer_id == scope)
+            if status is not None:
+                found.append(views.c.status == status)
+            return found
+
         return await self._page(
-            order_views, order_views.c.placed_position, filters, first, after, _order
+            (order_views, "order_views"), "placed_position", filters, first, after, _order
         )
 
     async def customer(
@@ -225,8 +268,9 @@ class ReadModelQueries:
     ) -> CustomerSummaryView | None:
         if scope is not None and scope != customer_id:
             return None
-        query = sa.select(customer_summaries).where(customer_summaries.c.customer_id == customer_id)
         async with self._engine.connect() as conn:
+            table = await _active(conn, customer_summaries, "customer_summaries")
+            query = sa.select(table).where(table.c.customer_id == customer_id)
             row = (await conn.execute(query)).first()
         return None if row is None else _customer(row)
 
@@ -234,13 +278,20 @@ class ReadModelQueries:
         self, first: int = 20, after: str | None = None
     ) -> Page[CustomerSummaryView]:
         """Most recent order first."""
-        key = customer_summaries.c.last_order_position
-        return await self._page(customer_summaries, key, [], first, after, _customer)
+        return await self._page(
+            (customer_summaries, "customer_summaries"),
+            "last_order_position",
+            lambda _: [],
+            first,
+            after,
+            _customer,
+        )
 
     async def daily_sales(self, start: date, end: date) -> list[DailySalesView]:
         """Every day from start to end inclusive; days without sales are zeros."""
-        query = sa.select(daily_sales).where(daily_sales.c.day.between(start, end))
         async with self._engine.connect() as conn:
+            table = await _active(conn, daily_sales, "daily_sales")
+            query = sa.select(table).where(table.c.day.between(start, end))
             rows = {row.day: row for row in await conn.execute(query)}
         days = (start + timedelta(days=n) for n in range((end - start).days + 1))
         return [
@@ -261,6 +312,21 @@ class ReadModelQueries:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
             head = int(await conn.scalar(sa.select(sa.func.max(events.c.position))) or 0)
+            wanted = [row.name for row in rows]
+            version_rows = (
+                await conn.execute(
+                    sa.select(projection_versions)
+                    .where(projection_versions.c.name.in_(wanted))
+                    .order_by(projection_versions.c.version)
+                )
+            ).all()
+            skip_rows = (
+                await conn.execute(
+                    sa.select(projection_skips)
+                    .where(projection_skips.c.name.in_(wanted))
+                    .order_by(projection_skips.c.position)
+                )
+            ).all()
         return [
             ProjectionStatusView(
                 row.name,
@@ -270,30 +336,78 @@ class ReadModelQueries:
                 row.state,
                 row.error,
                 row.error_position,
+                row.version,
+                tuple(_version(v, row, head) for v in version_rows if v.name == row.name),
+                tuple(
+                    SkipView(
+                        s.position, s.version, s.event_type, s.reason, s.skipped_by, s.skipped_at
+                    )
+                    for s in skip_rows
+                    if s.name == row.name
+                ),
             )
             for row in rows
         ]
 
     async def _page(
         self,
-        table: sa.Table,
-        key: sa.Column[int],
-        filters: list[Any],
+        definition: tuple[sa.Table, str],  # the table and its projection
+        key_name: str,
+        filters_of: Callable[[sa.Table], list[Any]],
         first: int,
         after: str | None,
         build: Callable[[Any], T],
     ) -> Page[T]:
         first = max(0, min(first, MAX_PAGE))
-        page_filters = list(filters)
-        if after is not None:
-            page_filters.append(key < decode_cursor(after))
-        query = sa.select(table).where(*page_filters).order_by(key.desc()).limit(first + 1)
-        count = sa.select(sa.func.count()).select_from(table).where(*filters)
         async with self._engine.connect() as conn:
+            table = await _active(conn, *definition)
+            key: sa.Column[int] = table.c[key_name]
+            filters = filters_of(table)
+            page_filters = list(filters)
+            if after is not None:
+                page_filters.append(key < decode_cursor(after))
+            query = sa.select(table).where(*page_filters).order_by(key.desc()).limit(first + 1)
+            count = sa.select(sa.func.count()).select_from(table).where(*filters)
             rows = (await conn.execute(query)).all()
             total = int(await conn.scalar(count) or 0)
         edges = [Edge(encode_cursor(row._mapping[key.name]), build(row)) for row in rows[:first]]
         return Page(edges, len(rows) > first, total)
+
+
+_ACTIVE_VERSION = sa.select(checkpoints.c.version).where(checkpoints.c.name == sa.bindparam("name"))
+
+
+async def _active(conn: AsyncConnection, definition: sa.Table, projection: str) -> sa.Table:
+    """The table of the projection's active version. Read before the rows, after any wait:
+    a wait that saw a position saw the version switched to with it (one row holds both),
+    and a retired version's tables stay until well after its switch."""
+    version = await conn.scalar(_ACTIVE_VERSION, {"name": projection})
+    return table_at(definition, int(version or 1))
+
+
+def _version(row: Any, checkpoint: Any, head: int) -> VersionView:
+    active = row.status == "active" and row.version == checkpoint.version
+    position = checkpoint.position if active else row.position
+    lag = max(head - position, 0) if row.status in ("active", "building") else 0
+    rate = row.rate if row.status == "building" else None
+    return VersionView(
+        version=row.version,
+        code_version=row.code_version,
+        status=row.status,
+        position=position,
+        lag=lag,
+        state=checkpoint.state if active else row.state,
+        error=checkpoint.error if active else row.error,
+        error_position=checkpoint.error_position if active else row.error_position,
+        rate=rate,
+        eta_seconds=round(lag / rate, 1) if rate else None,
+        builder=row.builder if row.status == "building" else None,
+        note=row.note,
+        created_at=row.created_at,
+        activated_at=row.activated_at,
+        retired_at=row.retired_at,
+        dropped_at=row.dropped_at,
+    )
 
 
 def _order(row: Any) -> OrderView:

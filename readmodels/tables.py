@@ -40,16 +40,60 @@ class Money(sa.TypeDecorator[Decimal]):
         return None if value is None else Decimal(value)
 
 
+# The checkpoint of each projection's active version: what queries, waits and health follow.
 checkpoints = sa.Table(
     "projection_checkpoints",
     metadata,
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("position", sa.BigInteger, nullable=False),
-    # live | failed | rebuilding; with the error and the position of the event that failed
+    # live | failed; with the error and the position of the event that failed
     sa.Column("state", sa.String(20), nullable=False),
     sa.Column("error", sa.Text),
     sa.Column("error_position", sa.BigInteger),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The version whose tables queries read (readmodels/versions.py), and the code version
+    # that built it: a process with older code leaves a newer one alone.
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("code_version", sa.Integer, nullable=False, server_default="1"),
+)
+
+# Every version of every projection: the active one, those being built beside it (each with
+# its own checkpoint here), and retired ones (kept for the record once their tables are gone).
+projection_versions = sa.Table(
+    "projection_versions",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("code_version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # building | active | retired | dropped
+    # building: its checkpoint; retired: where it stopped (the active one's is in checkpoints)
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # live | failed, while building
+    sa.Column("error", sa.Text),
+    sa.Column("error_position", sa.BigInteger),
+    sa.Column("builder", sa.String(200)),  # who builds it; a lease, renewed by each batch
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("rate", sa.Float),  # events/s of the recent batches
+    sa.Column("note", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("activated_at", UTCDateTime),
+    sa.Column("retired_at", UTCDateTime),
+    sa.Column("dropped_at", UTCDateTime),
+)
+
+# Events a projection was told to skip, by whom, when and why: kept forever, shown in
+# `projections`, and honoured by every later version that reaches the same position.
+projection_skips = sa.Table(
+    "projection_skips",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("position", sa.BigInteger, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("event_type", sa.String(100), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("skipped_by", sa.String(200), nullable=False),
+    sa.Column("skipped_at", UTCDateTime, nullable=False),
 )
 
 order_views = sa.Table(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.bus import CommandBus, build_bus
 from domain.db import create_engine
 from domain.store import EventStore
+from domain.tables import metadata
 from migrations import upgrade_to_head
 from readmodels.notifier import InProcessNotifier
 from readmodels.projector import Projector
@@ -110,11 +112,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 async def _empty_all_tables(engine: AsyncEngine) -> None:
+    """Empty every table; drop the tables of later projection versions a test made, and
+    make again the version-1 tables a test's clean-up dropped."""
     async with engine.begin() as conn:
-        names = await conn.scalars(
-            sa.text(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-                " AND tablename <> 'alembic_version'"
+        names = list(
+            await conn.scalars(
+                sa.text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                    " AND tablename <> 'alembic_version'"
+                )
+            )
+        )
+        for name in [n for n in names if re.search(r"_v[0-9]+$", n)]:
+            await conn.execute(sa.text(f'DROP TABLE "{name}"'))
+        await conn.run_sync(lambda sync: metadata.create_all(sync, checkfirst=True))
+        names = list(
+            await conn.scalars(
+                sa.text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                    " AND tablename <> 'alembic_version'"
+                )
             )
         )
         await conn.execute(sa.text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY"))

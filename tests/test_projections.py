@@ -22,6 +22,7 @@ from readmodels.projector import CONTENDED_RETRY, ProjectionFailed, Projector, e
 from readmodels.queries import ReadModelQueries
 from readmodels.rebuild import rebuild
 from readmodels.registry import PROJECTION_NAMES, all_projections
+from readmodels.tables import checkpoints
 from readmodels.waiting import CheckpointWaiter
 from tests.factories import place_order
 from tests.scenario import START, run_scenario
@@ -32,14 +33,22 @@ async def catch_up_all(projector: Projector) -> None:
         await projector.catch_up(name)
 
 
-async def dump_read_models(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every projection table, sorted: two equal dumps mean identical read models."""
+async def dump_read_models(
+    engine: AsyncEngine, versions: dict[str, int] | None = None
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table of each projection's active version (or of the versions given), sorted,
+    by its definition's name: two equal dumps mean identical read models."""
     dump: dict[str, list[tuple[Any, ...]]] = {}
     async with engine.connect() as conn:
+        active = dict(
+            (await conn.execute(sa.select(checkpoints.c.name, checkpoints.c.version))).all()
+        )
         for projection in all_projections():
-            for table in projection.tables:
+            number = (versions or active).get(projection.name, 1)
+            for definition in projection.tables:
+                table = projection.at(number).table(definition)
                 rows = (await conn.execute(sa.select(table))).all()
-                dump[table.name] = sorted(tuple(map(repr, row)) for row in rows)
+                dump[definition.name] = sorted(tuple(map(repr, row)) for row in rows)
     return dump
 
 
