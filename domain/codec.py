@@ -128,7 +128,7 @@ def _decoder(tp: Any) -> Callable[[Any], Any]:
         return lambda value: None if value is None else decode_inner(value)
     if origin is tuple:
         decode_item = _decoder(typing.get_args(tp)[0])
-        return lambda value: tuple(decode_item(item) for item in value)
+        return lambda value: tuple([decode_item(item) for item in value])
     if tp is Decimal:
         return Decimal
     if tp is datetime:
@@ -136,7 +136,9 @@ def _decoder(tp: Any) -> Callable[[Any], Any]:
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
         plan = [(f.name, _decoder(hints[f.name])) for f in dataclasses.fields(tp)]
-        return lambda value: tp(**{name: decode(value.get(name)) for name, decode in plan})
+        # Positional arguments, in field order: building a dict for ``**`` per value was
+        # a tenth of a rebuild's time.
+        return lambda value: tp(*[decode(value.get(name)) for name, decode in plan])
     if tp in (str, int):
         return tp  # type: ignore[no-any-return]
     raise TypeError(f"cannot decode {tp!r}")

@@ -390,7 +390,7 @@ class Builder:
                 for key in keys:
                     projection = self.projections[key[0]].at(key[1])
                     done, extra, positions[key] = await self._switch(
-                        conn, projection, positions[key], skips[key[0]]
+                        conn, projection, key[1], positions[key], skips[key[0]]
                     )
                     applied += extra
                     if done:
@@ -452,7 +452,12 @@ class Builder:
         return batch.last
 
     async def _switch(
-        self, conn: AsyncConnection, projection: Projection, position: int, skipped: set[int]
+        self,
+        conn: AsyncConnection,
+        projection: Projection,
+        number: int,
+        position: int,
+        skipped: set[int],
     ) -> tuple[bool, int, int]:
         """At the head: make this version the active one, in the caller's transaction.
         Returns (switched, events applied meanwhile, position)."""
@@ -471,7 +476,7 @@ class Builder:
         if position < active.position:
             return False, extra, position  # cannot happen: every committed event was read
         now = _now()
-        name, number = projection.name, projection.table_version
+        name = projection.name
         await conn.execute(
             checkpoints.update()
             .where(checkpoints.c.name == name)
