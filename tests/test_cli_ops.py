@@ -1,5 +1,6 @@
 """The command line as an operator's script sees it: ``subscribe`` fails loudly, and an
-interrupted ``rebuild`` says so and is finished by the projector."""
+interrupted ``rebuild`` says so, leaves the active version alone, and is finished by the
+projector."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.bus import CommandBus
 from graph.startup import INTERRUPTED, SUBSCRIPTION_FAILED
+from readmodels.notifier import InProcessNotifier
 from readmodels.projector import Projector
 from readmodels.rebuild import INTERRUPTED_NOTE
 from readmodels.registry import PROJECTION_NAMES
-from readmodels.tables import checkpoints, order_views
+from readmodels.tables import checkpoints, order_views, projection_versions
+from readmodels.versions import table_at
 from tests.factories import place_order
 from tests.ops import running
 from tests.serving import free_port
+from tests.waits import until
 
 
 async def subscribe(url: str, query: str) -> tuple[int, str, str]:
@@ -65,18 +69,43 @@ async def test_subscribe_exits_0_on_completion_and_5_on_errors(
     assert "Traceback" not in err
 
 
-async def _states(engine: AsyncEngine) -> dict[str, tuple[str, int, str | None]]:
+async def _states(engine: AsyncEngine) -> dict[str, tuple[str, int, int]]:
     async with engine.connect() as conn:
         rows = await conn.execute(
             sa.select(
-                checkpoints.c.name, checkpoints.c.state, checkpoints.c.position, checkpoints.c.error
+                checkpoints.c.name,
+                checkpoints.c.state,
+                checkpoints.c.position,
+                checkpoints.c.version,
             )
         )
-        return {row.name: (row.state, row.position, row.error) for row in rows}
+        return {row.name: (row.state, row.position, row.version) for row in rows}
 
 
-async def test_an_interrupted_rebuild_says_so_and_the_projector_finishes_it(
-    engine: AsyncEngine, database_url: str, bus: CommandBus, projector: Projector
+async def _builds(engine: AsyncEngine) -> dict[str, tuple[int, int, str | None, str | None]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(
+                projection_versions.c.name,
+                projection_versions.c.version,
+                projection_versions.c.position,
+                projection_versions.c.builder,
+                projection_versions.c.note,
+            ).where(projection_versions.c.status == "building")
+        )
+        return {row.name: (row.version, row.position, row.builder, row.note) for row in rows}
+
+
+async def _no_builds(engine: AsyncEngine) -> bool:
+    return not await _builds(engine)
+
+
+async def test_an_interrupted_rebuild_says_so_leaves_the_active_alone_and_the_projector_finishes_it(
+    engine: AsyncEngine,
+    database_url: str,
+    bus: CommandBus,
+    projector: Projector,
+    notifier: InProcessNotifier,
 ) -> None:
     orders = 300
     for _ in range(orders):
@@ -99,7 +128,7 @@ async def test_an_interrupted_rebuild_says_so_and_the_projector_finishes_it(
     assert process.stderr is not None
     async with asyncio.timeout(60):  # interrupt once the progress bar shows a replay under way
         seen = b""
-        while b" events " not in seen:
+        while b" events/s" not in seen:
             chunk = await process.stderr.read(200)
             assert chunk, "rebuild ended before it could be interrupted"
             seen += chunk
@@ -109,35 +138,27 @@ async def test_an_interrupted_rebuild_says_so_and_the_projector_finishes_it(
     assert process.returncode == INTERRUPTED, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("ordergraph: rebuild interrupted (customer_summaries at ")
+    assert "the active versions are untouched" in last
     assert "Traceback" not in err
 
-    states = await _states(engine)
-    assert {state for state, _, _ in states.values()} == {"rebuilding"}
-    assert {error for _, _, error in states.values()} == {INTERRUPTED_NOTE}
-    position = states["order_views"][1]
+    assert await _states(engine) == {name: ("live", orders, 1) for name in PROJECTION_NAMES}
+    builds = await _builds(engine)
+    assert {(v, builder, note) for v, _, builder, note in builds.values()} == {
+        (2, None, INTERRUPTED_NOTE)  # its lease given up: the next builder goes on at once
+    }
+    position = builds["order_views"][1]
     assert 0 < position < orders
-    async with engine.connect() as conn:  # the tables hold what the checkpoint says
-        assert await conn.scalar(sa.select(sa.func.count()).select_from(order_views)) == position
+    async with engine.connect() as conn:  # the new tables hold what their checkpoint says
+        count = sa.select(sa.func.count()).select_from(table_at(order_views, 2))
+        assert await conn.scalar(count) == position
 
-    # The live projector carries on from there; the state turns live once caught up.
-    for name in PROJECTION_NAMES:
-        await projector.catch_up(name)
-    states = await _states(engine)
-    assert states == {name: ("live", orders, None) for name in PROJECTION_NAMES}
+    # The live projector carries on from there and switches once caught up.
+    await projector.start()
+    try:
+        await until(lambda: _no_builds(engine), notifier)
+    finally:
+        await projector.stop()
+    assert await _states(engine) == {name: ("live", orders, 2) for name in PROJECTION_NAMES}
     async with engine.connect() as conn:
-        assert await conn.scalar(sa.select(sa.func.count()).select_from(order_views)) == orders
-
-
-async def test_a_rebuild_stopped_right_at_the_head_turns_live_on_the_next_pass(
-    engine: AsyncEngine, bus: CommandBus, projector: Projector
-) -> None:
-    for _ in range(3):
-        await bus.dispatch(place_order())
-    for name in PROJECTION_NAMES:
-        await projector.catch_up(name)
-    # as a rebuild leaves them when it is stopped after its last full batch
-    async with engine.begin() as conn:
-        await conn.execute(checkpoints.update().values(state="rebuilding", error=INTERRUPTED_NOTE))
-    assert await projector.advance_together(list(projector.projections.values()), 50) == 0
-    states = await _states(engine)
-    assert states == {name: ("live", 3, None) for name in PROJECTION_NAMES}
+        count = sa.select(sa.func.count()).select_from(table_at(order_views, 2))
+        assert await conn.scalar(count) == orders

@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 
 import pytest
@@ -24,7 +24,7 @@ from domain.bus import CommandBus
 from domain.commands import PayOrder
 from domain.db import create_engine
 from readmodels.builds import Builder, BuildLost, drop_retired, ensure_versions, start_build
-from readmodels.notifier import InProcessNotifier, Notifier
+from readmodels.notifier import InProcessNotifier
 from readmodels.order_views import OrderViews
 from readmodels.projection import Envelope, Projection
 from readmodels.projector import Projector
@@ -35,6 +35,7 @@ from readmodels.tables import checkpoints
 from tests.factories import place_order
 from tests.ops import running
 from tests.test_projections import dump_read_models
+from tests.waits import until
 
 DEADLINE = 60.0
 
@@ -61,18 +62,6 @@ async def place_some(bus: CommandBus, orders: int) -> int:
     return last
 
 
-async def until(
-    check: Callable[[], Awaitable[bool]], notifier: Notifier, within: float = DEADLINE
-) -> None:
-    """Until ``check`` holds: looked at on each checkpoint advance, and every 0.2 s (a
-    projector in another process announces nothing here)."""
-    async with asyncio.timeout(within), notifier.subscribe() as updates:
-        while not await check():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.2):
-                    await anext(updates)
-
-
 ORDER = "query($id: ID!, $p: Position) { order(id: $id, atLeast: $p) { id version } }"
 CUSTOMER = "query($id: ID!, $p: Position) { customer(id: $id, atLeast: $p) { ordersPlaced } }"
 COUNTS = "{ orders(first: 1) { totalCount } customers(first: 100) { totalCount } }"
@@ -81,7 +70,7 @@ COUNTS = "{ orders(first: 1) { totalCount } customers(first: 100) { totalCount }
 async def test_a_rebuild_under_load_hides_no_row_honours_every_wait_and_equals_a_replay(
     engine: AsyncEngine, database_url: str, bus: CommandBus
 ) -> None:
-    preloaded = await place_some(bus, 120)
+    preloaded = await place_some(bus, 300)
     seen: dict[str, int] = {}  # order id -> version seen (rows the active version had)
     acknowledged: dict[str, list[int]] = defaultdict(list)  # customer -> positions
     stop, warm = asyncio.Event(), asyncio.Event()
@@ -170,15 +159,15 @@ async def test_a_rebuild_under_load_hides_no_row_honours_every_wait_and_equals_a
     assert await dump_read_models(engine, dict.fromkeys(PROJECTION_NAMES, 3)) == built_under_load
 
     # Clean-up drops both retired versions' tables; the active one still answers.
-    before = await table_names(engine)
-    assert {"order_views", "order_views_v2", "order_views_v3"} <= before
+    tables = await table_names(engine)
+    assert {"order_views", "order_views_v2", "order_views_v3"} <= tables
     dropped = await drop_retired(engine, all_projections(), older_than=0)
     assert sorted(dropped) == sorted((n, v) for n in PROJECTION_NAMES for v in (1, 2))
     after = await table_names(engine)
     gone = {"order_views", "customer_summaries", "customer_orders", "daily_sales"}
     assert not (gone | {f"{t}_v2" for t in gone}) & after
     assert {f"{t}_v3" for t in gone} <= after
-    placed = 120 + sum(map(len, acknowledged.values()))
+    placed = 300 + sum(map(len, acknowledged.values()))
     assert (await ReadModelQueries(engine).orders(first=1)).total_count == placed
     statuses = {s.name: s for s in await ReadModelQueries(engine).projection_statuses()}
     assert [(v.version, v.status) for v in statuses["order_views"].versions] == [
