@@ -31,6 +31,7 @@ class Action(enum.Enum):
     READ_HISTORY = "read an order's history"  # who caused each event
     READ_PROGRESS = "read projection progress"  # projections, caughtUp, projectionUpdated
     READ_PROJECTION_ERRORS = "read projection errors"
+    MANAGE_PROJECTIONS = "operate projections"  # rebuild, retry, skip an event (on record)
 
 
 # The actions that write: limited per subject (graph/rate_limit.py).
@@ -57,6 +58,7 @@ RULES: dict[Action, frozenset[str]] = {
     Action.READ_HISTORY: frozenset({STAFF}),
     Action.READ_PROGRESS: frozenset({CUSTOMER, STAFF}),
     Action.READ_PROJECTION_ERRORS: frozenset({STAFF}),
+    Action.MANAGE_PROJECTIONS: frozenset({STAFF}),
 }
 
 

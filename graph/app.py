@@ -21,7 +21,7 @@ from graph import metrics
 from graph.access import AccessMiddleware, current_request
 from graph.authn import Authenticator, close_when_expired
 from graph.budgets import Budgets
-from graph.context import Context, Services
+from graph.context import Context, ProjectionOps, Services
 from graph.health import Operations, healthz, readyz
 from graph.http import graphql_app
 from graph.persisted_queries import PersistedQueries
@@ -35,13 +35,17 @@ from graph.wiring import running_core
 from migrations import head_revision
 from readmodels.order_changes import OrderChanges
 from readmodels.queries import ReadModelQueries
-from readmodels.registry import PROJECTION_NAMES
+from readmodels.registry import PROJECTION_NAMES, all_projections
 from readmodels.waiting import CheckpointWaiter
 
 log = logging.getLogger("ordergraph")
 
 
-def create_app(settings: Settings | None = None, *, pages: WebPages | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    pages: WebPages | None = None,
+) -> Starlette:
     settings = settings or Settings.from_env()
     jwt = settings.auth_mode == "jwt"  # raises InvalidSettings for a choice not allowed
     authenticator = Authenticator(TokenVerifier(settings) if jwt else None)
@@ -86,6 +90,12 @@ def create_app(settings: Settings | None = None, *, pages: WebPages | None = Non
                 ),
                 order_changes=order_changes,
                 reads=core.reads,
+                projection_ops=ProjectionOps(
+                    engine=core.engine,
+                    projections=all_projections(),
+                    notifier=core.notifier,
+                    wake_builds=core.projector.wake_builds if core.projector else _nothing,
+                ),
             )
             app.state.operations = Operations(
                 engine=core.engine,
@@ -170,6 +180,10 @@ def create_app(settings: Settings | None = None, *, pages: WebPages | None = Non
 
         instrument_app(app)
     return app
+
+
+def _nothing() -> None:
+    pass
 
 
 def cors_middleware(origins: Sequence[str]) -> Middleware:

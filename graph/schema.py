@@ -8,10 +8,12 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from graph.http import schema_extensions
 from graph.mutations import Mutation
+from graph.projection_ops import ProjectionMutation
 from graph.queries import Query
 from graph.staleness import StaleFields
 from graph.subscriptions import Subscription
@@ -60,7 +62,7 @@ def build_schema(
         traced = tracing_extensions()
     schema = Schema(
         query=Query,
-        mutation=Mutation,
+        mutation=merge_types("Mutation", (Mutation, ProjectionMutation)),
         subscription=Subscription,
         config=StrawberryConfig(scalar_map={Position: POSITION_SCALAR, Count: COUNT_SCALAR}),
         extensions=[

@@ -230,6 +230,78 @@ class DailySales:
     items_sold: Count
 
 
+@strawberry.type(description="One version of a projection: its own tables and checkpoint.")
+class ProjectionVersion:
+    version: int
+    code_version: int = strawberry.field(description="The projection code that builds it.")
+    status: str = strawberry.field(description="building, active, retired or dropped.")
+    position: Position
+    lag: int
+    state: str
+    error_text: strawberry.Private[str | None]
+    error_position: Position | None
+    rate: float | None = strawberry.field(description="Events a second, while building.")
+    eta_seconds: float | None = strawberry.field(description="Until caught up, at that rate.")
+    builder_text: strawberry.Private[str | None]
+    note: str | None
+    created_at: datetime
+    activated_at: datetime | None
+    retired_at: datetime | None
+    dropped_at: datetime | None
+
+    @strawberry.field(
+        description="Why this version failed, when it did (null for all but staff).",
+        extensions=[allow(Action.READ_PROJECTION_ERRORS, fail_silently=True)],
+    )
+    def error(self) -> str | None:
+        return self.error_text
+
+    @strawberry.field(
+        description="The process building it, host:pid (null for all but staff).",
+        extensions=[allow(Action.READ_PROJECTION_ERRORS, fail_silently=True)],
+    )
+    def builder(self) -> str | None:
+        return self.builder_text
+
+    @classmethod
+    def of(cls, v: q.VersionView) -> ProjectionVersion:
+        return cls(
+            version=v.version,
+            code_version=v.code_version,
+            status=v.status,
+            position=Position(v.position),
+            lag=v.lag,
+            state=v.state,
+            error_text=public_error(v.error, v.error_position),
+            error_position=None if v.error_position is None else Position(v.error_position),
+            rate=v.rate,
+            eta_seconds=v.eta_seconds,
+            builder_text=v.builder,
+            note=v.note,
+            created_at=v.created_at,
+            activated_at=v.activated_at,
+            retired_at=v.retired_at,
+            dropped_at=v.dropped_at,
+        )
+
+
+@strawberry.type(description="An event a projection was told to skip, on record.")
+class SkippedEvent:
+    position: Position
+    version: int
+    event_type: str
+    reason: str
+    skipped_by_text: strawberry.Private[str]
+    skipped_at: datetime
+
+    @strawberry.field(
+        description="Who skipped it (null for all but staff).",
+        extensions=[allow(Action.READ_PROJECTION_ERRORS, fail_silently=True)],
+    )
+    def skipped_by(self) -> str | None:
+        return self.skipped_by_text
+
+
 @strawberry.type
 class ProjectionStatus:
     name: str
@@ -254,6 +326,11 @@ class ProjectionStatus:
     def error(self) -> str | None:
         return self.error_text
 
+    version: int = strawberry.field(description="The active version: the one queries read.")
+    head: Position
+    versions: list[ProjectionVersion]
+    skipped: list[SkippedEvent]
+
     @classmethod
     def of(
         cls, view: q.ProjectionStatusView, targets: Sequence[TargetStatus] = ()
@@ -266,6 +343,20 @@ class ProjectionStatus:
             # A short code and the position: the detail stays in the log (public_error).
             error_text=public_error(view.error, view.error_position),
             targets=[ReadTargetStatus.of(t) for t in targets],
+            version=view.version,
+            head=Position(view.head),
+            versions=[ProjectionVersion.of(v) for v in view.versions],
+            skipped=[
+                SkippedEvent(
+                    position=Position(k.position),
+                    version=k.version,
+                    event_type=k.event_type,
+                    reason=k.reason,
+                    skipped_by_text=k.skipped_by,
+                    skipped_at=k.skipped_at,
+                )
+                for k in view.skipped
+            ],
         )
 
 
