@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import copy
 import functools
+import operator
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.events import Event
@@ -85,13 +87,53 @@ async def upsert(
     conn: AsyncConnection, table: sa.Table, rows: Sequence[Row], keys: Sequence[str]
 ) -> None:
     """Insert each row, or overwrite the row with the same key."""
-    if rows:
-        await conn.execute(_upsert_statement(conn.dialect.name, table, tuple(keys)), rows)
+    if not rows:
+        return
+    plan = _upsert_plan(conn.dialect, table, tuple(keys))
+    await conn.exec_driver_sql(plan.sql, plan.parameters(rows))
+
+
+@dataclass(frozen=True, slots=True)
+class _UpsertPlan:
+    """The statement compiled once, and each column's own conversion to what the driver
+    takes, applied by hand: SQLAlchemy's generic per-row parameter processing for
+    ``executemany`` was a fifth of a rebuild's time."""
+
+    sql: str
+    get: Callable[[Row], tuple[Any, ...]]
+    converters: tuple[tuple[int, Callable[[Any], Any]], ...]
+
+    def parameters(self, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
+        get, converters = self.get, self.converters
+        if not converters:
+            return [get(row) for row in rows]
+        out = []
+        for row in rows:
+            values = list(get(row))
+            for i, convert in converters:
+                values[i] = convert(values[i])
+            out.append(tuple(values))
+        return out
 
 
 @functools.cache
-def _upsert_statement(dialect: str, table: sa.Table, keys: tuple[str, ...]) -> Any:
-    # Built once per table: constructing ON CONFLICT clauses showed up in profiles.
-    insert = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
+def _upsert_plan(dialect: Dialect, table: sa.Table, keys: tuple[str, ...]) -> _UpsertPlan:
+    insert = sqlite.insert(table) if dialect.name == "sqlite" else postgresql.insert(table)
     updates = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in keys}
-    return insert.on_conflict_do_update(index_elements=list(keys), set_=updates)
+    compiled = insert.on_conflict_do_update(index_elements=list(keys), set_=updates).compile(
+        dialect=dialect
+    )
+    names = list(compiled.positiontup or ())
+    assert names == [c.key for c in table.columns], names  # one bind per column, in order
+    converters = []
+    for i, column in enumerate(table.columns):
+        convert = column.type.dialect_impl(dialect).bind_processor(dialect)
+        if convert is not None:
+            converters.append((i, convert))
+    get = operator.itemgetter(*names)
+    one = len(names) == 1
+    return _UpsertPlan(
+        compiled.string,
+        (lambda row: (get(row),)) if one else get,
+        tuple(converters),
+    )
