@@ -37,7 +37,7 @@ from readmodels.notifier import Notifier, ProjectionUpdate
 from readmodels.projection import Projection
 from readmodels.stall_log import StallLog, short
 from readmodels.tables import checkpoints, projection_skips, projection_versions
-from readmodels.versions import create_tables, drop_tables, ensure_tables
+from readmodels.versions import create_indexes, create_tables, drop_tables, ensure_tables
 
 log = logging.getLogger("ordergraph.projector")
 
@@ -389,6 +389,7 @@ class Builder:
             if limit > 1 and len(stored) < limit:
                 for key in keys:
                     projection = self.projections[key[0]].at(key[1])
+                    await create_indexes(conn, projection.owned_tables())
                     done, extra, positions[key] = await self._switch(
                         conn, projection, key[1], positions[key], skips[key[0]]
                     )

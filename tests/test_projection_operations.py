@@ -34,7 +34,12 @@ async def cli(database_url: str, *args: str) -> tuple[int, str, str]:
         "-m",
         "graph.cli",
         *args,
-        env={**os.environ, "DATABASE_URL": database_url, "USER": "ops-alice", "LOGNAME": "ops-alice"},
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "USER": "ops-alice",
+            "LOGNAME": "ops-alice",
+        },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

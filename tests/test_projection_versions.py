@@ -123,7 +123,7 @@ async def test_a_rebuild_under_load_hides_no_row_honours_every_wait_and_equals_a
             before = dict(figures)
             started = time.perf_counter()
             done = await rebuild(
-                builder_engine, all_projections(), InProcessNotifier(), batch_size=5
+                builder_engine, all_projections(), InProcessNotifier(), batch_size=2
             )
             rebuild_seconds = time.perf_counter() - started
             assert done.versions == dict.fromkeys(PROJECTION_NAMES, 2)
@@ -151,8 +151,8 @@ async def test_a_rebuild_under_load_hides_no_row_honours_every_wait_and_equals_a
         f" plain reads and {during['waits']} atLeast reads, none missing a row, none stale;"
         f" slowest write-then-read {during['slowest'] * 1000:.0f} ms"
     )
-    assert during["reads"] > 0
-    assert during["waits"] > 0
+    assert during["reads"] >= 4  # the load went on during the rebuild
+    assert during["waits"] >= 4
 
     # A replay from scratch, with nothing else going on, builds the same tables.
     await rebuild(engine, all_projections(), InProcessNotifier(), batch_size=1000)
