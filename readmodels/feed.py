@@ -9,6 +9,7 @@ stall every projection one event before it, silently.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -86,6 +87,12 @@ class Batch:
             and (handled is None or stored.event_type in handled)
             and stored.position not in skipped
         ]
+
+    def decode_all(self) -> None:
+        """Decode every event now (those that cannot be decoded fail later, where used)."""
+        for stored in self.stored:
+            with contextlib.suppress(PoisonedEvent):
+                self._envelope(stored)
 
     def _envelope(self, stored: StoredEvent) -> Envelope:
         found = self._decoded.get(stored.position)
