@@ -135,21 +135,36 @@ async def _create_build(conn: AsyncConnection, projection: Projection) -> int:
     return number
 
 
-async def _lock_checkpoint(conn: AsyncConnection, name: str) -> Any:
-    query = sa.select(checkpoints).where(checkpoints.c.name == name).with_for_update()
+async def _lock_checkpoint(conn: AsyncConnection, name: str, *, skip_locked: bool = False) -> Any:
+    query = (
+        sa.select(checkpoints)
+        .where(checkpoints.c.name == name)
+        .with_for_update(skip_locked=skip_locked)
+    )
     return (await conn.execute(query)).first()
 
 
-async def ensure_versions(engine: AsyncEngine, projections: Sequence[Projection]) -> list[int]:
+async def ensure_versions(
+    engine: AsyncEngine, projections: Sequence[Projection], *, skip_locked: bool = False
+) -> list[str]:
     """Give each projection a checkpoint and an active version (version 1 on a new
     database) with its tables, and start building a new version of each one whose code
-    version is newer than the active version's (a deploy changed it). Returns the builds
-    started."""
-    started = []
+    version is newer than the active version's (a deploy changed it). With
+    ``skip_locked``, those whose checkpoint another instance holds right now are left for
+    later: returns their names."""
+    later = []
     async with write_transaction(engine) as conn:
         for projection in projections:
             now = _now()
-            checkpoint = await _lock_checkpoint(conn, projection.name)
+            exists = await conn.scalar(
+                sa.select(checkpoints.c.name).where(checkpoints.c.name == projection.name)
+            )
+            checkpoint = await _lock_checkpoint(
+                conn, projection.name, skip_locked=skip_locked and exists is not None
+            )
+            if checkpoint is None and exists is not None:
+                later.append(projection.name)
+                continue
             if checkpoint is None:
                 await conn.execute(
                     checkpoints.insert().values(
@@ -195,8 +210,8 @@ async def ensure_versions(engine: AsyncEngine, projections: Sequence[Projection]
                         note=f"superseded by code version {projection.version}",
                     )
                 )
-            started.append(await _create_build(conn, projection))
-    return started
+            await _create_build(conn, projection)
+    return later
 
 
 async def start_build(engine: AsyncEngine, projection: Projection) -> tuple[int, bool]:

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple, Protocol
 
@@ -108,6 +108,7 @@ class Projector:
         self.builder = Builder(engine, projections, notifier, batch_size=build_batch_size)
         self.retired_grace = retired_grace
         self._build_wake = asyncio.Event()
+        self._unversioned: list[str] = []
 
     @property
     def leading(self) -> bool:
@@ -130,9 +131,13 @@ class Projector:
             subscribed = asyncio.Event()
             self._tasks.append(asyncio.create_task(self._wake_on_appends(subscribed)))
             await subscribed.wait()  # listening before the checkpoints say we are up
+        await ensure_checkpoints(self._engine, self.projections)
         # A projection whose code version is newer than its active version's starts being
-        # built here (a deploy changed it); the build loop finishes it and switches.
-        await ensure_versions(self._engine, list(self.projections.values()))
+        # built here (a deploy changed it). Those another instance holds right now are
+        # seen to by the build loop, which waits for them.
+        self._unversioned = await ensure_versions(
+            self._engine, list(self.projections.values()), skip_locked=True
+        )
         self._tasks.append(asyncio.create_task(self._run(), name="projector"))
         self._tasks.append(asyncio.create_task(self._build(), name="projection builds"))
 
@@ -238,7 +243,12 @@ class Projector:
             self._build_wake.clear()
             worked = False
             try:
-                if self.leading:
+                if self._unversioned:
+                    names = set(self._unversioned)
+                    chosen = [p for n, p in self.projections.items() if n in names]
+                    await ensure_versions(self._engine, chosen)
+                    self._unversioned, worked = [], True
+                elif self.leading:
                     worked = await self._build_once(retry_at, backoff)
                     if loop.time() - cleaned_at >= min(self.retired_grace / 10, 30.0):
                         await drop_retired(
@@ -435,8 +445,12 @@ def public_error(error: str | None, position: int | None) -> str | None:
     )
 
 
-async def ensure_checkpoints(engine: AsyncEngine, names: Iterable[str]) -> None:
-    """Give every named projection a checkpoint row (position 0) if it has none yet."""
+async def ensure_checkpoints(
+    engine: AsyncEngine, names: Iterable[str] | Mapping[str, Projection]
+) -> None:
+    """Give every named projection a checkpoint row (position 0) if it has none yet; for
+    projections given by name, its version 1 is of their code version."""
+    code = {n: p.version for n, p in names.items()} if isinstance(names, Mapping) else {}
     async with write_transaction(engine) as conn:
         existing = set(await conn.scalars(sa.select(checkpoints.c.name)))
         missing = [n for n in names if n not in existing]
@@ -444,7 +458,17 @@ async def ensure_checkpoints(engine: AsyncEngine, names: Iterable[str]) -> None:
             now = datetime.now(UTC)
             await conn.execute(
                 checkpoints.insert(),
-                [{"name": n, "position": 0, "state": LIVE, "updated_at": now} for n in missing],
+                [
+                    {
+                        "name": n,
+                        "position": 0,
+                        "state": LIVE,
+                        "updated_at": now,
+                        "version": 1,
+                        "code_version": code.get(n, 1),
+                    }
+                    for n in missing
+                ],
             )
 
 
