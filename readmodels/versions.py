@@ -66,6 +66,10 @@ def _create_bare(sync: Connection, tables: list[sa.Table]) -> None:
             table.create(sync)
         finally:
             table.indexes.update(indexes)
+        if sync.dialect.name == "postgresql":
+            # As for the migrations' tables (r18_vacuum_truncate): a VACUUM truncating the
+            # end pages would cancel the queries reading this table on hot standbys.
+            sync.exec_driver_sql(f'ALTER TABLE "{table.name}" SET (vacuum_truncate = false)')
 
 
 def _create_indexes(sync: Connection, tables: list[sa.Table]) -> None:
