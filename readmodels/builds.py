@@ -109,7 +109,9 @@ async def version_rows(conn: AsyncConnection, name: str) -> list[Any]:
     return list((await conn.execute(query)).all())
 
 
-async def _create_build(conn: AsyncConnection, projection: Projection) -> int:
+async def _create_build(
+    conn: AsyncConnection, projection: Projection, builder: str | None = None, lease: float = 0
+) -> int:
     existing = await version_rows(conn, projection.name)
     active = (
         await conn.execute(
@@ -129,6 +131,8 @@ async def _create_build(conn: AsyncConnection, projection: Projection) -> int:
             state=LIVE,
             created_at=now,
             updated_at=now,
+            builder=builder,
+            lease_until=None if builder is None else now + timedelta(seconds=lease),
         )
     )
     log.info("projection %s: building version %d from the first event", projection.name, number)
@@ -214,15 +218,22 @@ async def ensure_versions(
     return later
 
 
-async def start_build(engine: AsyncEngine, projection: Projection) -> tuple[int, bool]:
+async def start_build(
+    engine: AsyncEngine, projection: Projection, builder: Builder | None = None
+) -> tuple[int, bool]:
     """Build a new version of the same code (``ordergraph rebuild``): returns its number and
-    False, or the build of this code already under way and True (it resumes)."""
+    False, or the build of this code already under way and True (it resumes). A new one
+    is leased to ``builder`` from the start, so that no projector takes it meanwhile."""
     async with write_transaction(engine) as conn:
         await _lock_checkpoint(conn, projection.name)
         for row in await version_rows(conn, projection.name):
             if row.status == BUILDING and row.code_version == projection.version:
                 return row.version, True
-        return await _create_build(conn, projection), False
+        if builder is None:
+            return await _create_build(conn, projection), False
+        number = await _create_build(conn, projection, builder.identity, builder.lease_seconds)
+    builder.leased(projection.name, number)
+    return number, False
 
 
 async def drop_retired(
@@ -313,6 +324,10 @@ class Builder:
             )
         self._held.add((name, version))
         return None
+
+    def leased(self, name: str, version: int) -> None:
+        """A build was created with this builder's lease (start_build)."""
+        self._held.add((name, version))
 
     def holds(self, name: str, version: int) -> bool:
         return (name, version) in self._held

@@ -59,12 +59,12 @@ async def rebuild(
     """Build a new version of each projection together (each event read and decoded once),
     or resume the build under way, and switch to each once caught up."""
     await ensure_versions(engine, projections)
+    builder = builder or Builder(engine, projections, notifier, batch_size=batch_size)
     keys: list[Key] = []
     for projection in projections:
-        number, _ = await start_build(engine, projection)
+        number, _ = await start_build(engine, projection, builder)
         keys.append((projection.name, number))
     started = await _positions(engine, keys)
-    builder = builder or Builder(engine, projections, notifier, batch_size=batch_size)
     try:
         replayed = await _build(engine, builder, keys, progress)
         built_here = True

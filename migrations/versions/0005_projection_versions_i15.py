@@ -58,6 +58,9 @@ def upgrade() -> None:
         sa.Column("skipped_by", sa.String(200), nullable=False),
         sa.Column("skipped_at", UTCDateTime, nullable=False),
     )
+    if op.get_bind().dialect.name == "postgresql":  # read on standbys, as r18_vacuum_truncate
+        for name in ("projection_versions", "projection_skips"):
+            op.execute(f"ALTER TABLE {name} SET (vacuum_truncate = false)")
 
 
 def downgrade() -> None:
