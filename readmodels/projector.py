@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.db import write_transaction
@@ -456,8 +457,12 @@ async def ensure_checkpoints(
         missing = [n for n in names if n not in existing]
         if missing:
             now = datetime.now(UTC)
+            # Several processes start at once: the one that inserts second inserts nothing.
+            insert = (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(
+                checkpoints
+            )
             await conn.execute(
-                checkpoints.insert(),
+                insert.on_conflict_do_nothing(index_elements=["name"]),
                 [
                     {
                         "name": n,
