@@ -21,7 +21,7 @@ from graph import metrics
 from graph.access import AccessMiddleware, current_request
 from graph.authn import Authenticator, close_when_expired
 from graph.budgets import Budgets
-from graph.context import Context, ProjectionOps, Services
+from graph.context import Context, Services
 from graph.health import Operations, healthz, readyz
 from graph.http import graphql_app
 from graph.persisted_queries import PersistedQueries
@@ -33,6 +33,7 @@ from graph.tokens import TokenVerifier
 from graph.web import WebPages
 from graph.wiring import running_core
 from migrations import head_revision
+from readmodels.operations_bus import OperationsBus
 from readmodels.order_changes import OrderChanges
 from readmodels.queries import ReadModelQueries
 from readmodels.registry import PROJECTION_NAMES, all_projections
@@ -90,7 +91,7 @@ def create_app(
                 ),
                 order_changes=order_changes,
                 reads=core.reads,
-                projection_ops=ProjectionOps(
+                projection_ops=OperationsBus(
                     engine=core.engine,
                     projections=all_projections(),
                     notifier=core.notifier,

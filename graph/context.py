@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.websockets import WebSocket
 
 from domain.access import Actor
@@ -17,21 +15,11 @@ from graph.authn import Authenticator
 from graph.budgets import Budgets
 from graph.rate_limit import RateLimiter
 from readmodels.notifier import Notifier
+from readmodels.operations_bus import OperationsBus
 from readmodels.order_changes import OrderChanges
-from readmodels.projection import Projection
 from readmodels.queries import ReadModelQueries
 from readmodels.read_targets import ReadTarget, ReadTargets
 from readmodels.waiting import CheckpointWaiter
-
-
-@dataclass(frozen=True)
-class ProjectionOps:
-    """What the projection operations need (graph/projection_ops.py)."""
-
-    engine: AsyncEngine
-    projections: Sequence[Projection]
-    notifier: Notifier
-    wake_builds: Callable[[], None]  # this process's projector, if it runs one
 
 
 @dataclass(frozen=True)
@@ -49,7 +37,7 @@ class Services:
     reads: ReadTargets
     budgets: Budgets = field(default_factory=Budgets)
     order_changes: OrderChanges | None = None  # None: orderChanged is not served
-    projection_ops: ProjectionOps | None = None  # None: no projection operations
+    projection_ops: OperationsBus | None = None  # None: no projection operations
 
 
 @dataclass

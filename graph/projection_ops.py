@@ -1,8 +1,9 @@
 """Projection operations over GraphQL, for staff: rebuild (a new version built beside the
 active one by the projector), retry a failed projection now, skip the one event it is stopped
-at (on record). The same operations as ``ordergraph rebuild`` and ``ordergraph projections``
-(readmodels/operations.py). Staff only (domain/access.py); a skip records the token's
-subject as who did it."""
+at (on record). Each mutation is one command through the operations bus
+(readmodels/operations_bus.py), the same operations as ``ordergraph rebuild`` and
+``ordergraph projections``. Staff only (domain/access.py); a skip records the token's subject
+as who did it."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ from typing import Annotated
 import strawberry
 
 from domain.access import Action
-from graph.context import Context, ProjectionOps
+from graph.context import Context
 from graph.permissions import allow
 from graph.projection_inputs import ProjectionInput, SkipProjectionEventInput
 from graph.types import ProjectionStatus
 from readmodels import operations
-from readmodels.builds import start_build
-from readmodels.projection import Projection
+from readmodels.operations_bus import (
+    OperationCommand,
+    RebuildProjection,
+    RetryProjection,
+    SkipProjectionEvent,
+)
 
 Info = strawberry.Info[Context, None]
 
@@ -38,23 +43,19 @@ async def _status(info: Info, name: str) -> ProjectionStatus:
     return ProjectionStatus.of(found)
 
 
-def _ops(info: Info) -> ProjectionOps:
-    ops = info.context.services.projection_ops
-    assert ops is not None, "the app's lifespan builds them"
-    return ops
-
-
 def _who(info: Info) -> str:
     actor = info.context.actor
     return f"{actor.subject} (AUTH=none)" if actor.unrestricted else actor.subject
 
 
-def _projection(ops: ProjectionOps, name: str) -> Projection:
-    for projection in ops.projections:
-        if projection.name == name:
-            return projection
-    known = ", ".join(p.name for p in ops.projections)
-    raise operations.OperationRefused(f"no projection {name!r}; known: {known}")
+async def _run(info: Info, command: OperationCommand) -> ProjectionOperationResult:
+    bus = info.context.services.projection_ops
+    assert bus is not None, "the app's lifespan builds it"
+    try:
+        await bus.dispatch(command)
+    except operations.OperationRefused as refused:
+        return ProjectionOperationRefused(message=str(refused))
+    return await _status(info, command.name)
 
 
 @strawberry.type
@@ -67,13 +68,7 @@ class ProjectionMutation:
     async def rebuild_projection(
         self, info: strawberry.Info[Context, None], input: ProjectionInput
     ) -> ProjectionOperationResult:
-        ops = _ops(info)
-        try:
-            await start_build(ops.engine, _projection(ops, input.name))
-        except operations.OperationRefused as refused:
-            return ProjectionOperationRefused(message=str(refused))
-        ops.wake_builds()
-        return await _status(info, input.name)
+        return await _run(info, RebuildProjection(name=input.name))
 
     @strawberry.mutation(
         description="Retry a failed projection now. Staff only.",
@@ -82,12 +77,7 @@ class ProjectionMutation:
     async def retry_projection(
         self, info: strawberry.Info[Context, None], input: ProjectionInput
     ) -> ProjectionOperationResult:
-        ops = _ops(info)
-        try:
-            await operations.retry(ops.engine, ops.projections, ops.notifier, input.name)
-        except operations.OperationRefused as refused:
-            return ProjectionOperationRefused(message=str(refused))
-        return await _status(info, input.name)
+        return await _run(info, RetryProjection(name=input.name))
 
     @strawberry.mutation(
         description="Skip the one event a failed projection is stopped at, on record (who, "
@@ -97,16 +87,10 @@ class ProjectionMutation:
     async def skip_projection_event(
         self, info: strawberry.Info[Context, None], input: SkipProjectionEventInput
     ) -> ProjectionOperationResult:
-        ops = _ops(info)
-        try:
-            await operations.skip(
-                ops.engine,
-                ops.projections,
-                input.name,
-                int(input.position),
-                input.reason,
-                _who(info),
-            )
-        except operations.OperationRefused as refused:
-            return ProjectionOperationRefused(message=str(refused))
-        return await _status(info, input.name)
+        command = SkipProjectionEvent(
+            name=input.name,
+            position=int(input.position),
+            reason=input.reason,
+            skipped_by=_who(info),
+        )
+        return await _run(info, command)

@@ -38,7 +38,7 @@ class Skipped:
     skipped_at: datetime
 
 
-def _projection(projections: Sequence[Projection], name: str) -> Projection:
+def projection_named(projections: Sequence[Projection], name: str) -> Projection:
     for projection in projections:
         if projection.name == name:
             return projection
@@ -52,7 +52,7 @@ async def retry(
     """Retry a failed projection now: its active version here, at once (the checkpoint's
     lock keeps it exactly once beside a running projector), and failed builds of it by
     marking them for their builder to try again at once. Returns the versions retried."""
-    projection = _projection(projections, name)
+    projection = projection_named(projections, name)
     now = datetime.now(UTC)
     async with write_transaction(engine) as conn:
         active = (
@@ -95,7 +95,7 @@ async def skip(
 ) -> Skipped:
     """Skip exactly the event at ``position`` for every version of the projection stopped
     there, on record."""
-    _projection(projections, name)
+    projection_named(projections, name)
     reason = reason.strip()
     if not reason or len(reason) > MAX_REASON:
         raise OperationRefused(f"a reason is required (at most {MAX_REASON} characters)")
