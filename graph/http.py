@@ -384,36 +384,8 @@ class GraphQLApp(GraphQL[object, None]):
         return processed
 
 
-def graphql_app(
-    schema: strawberry.Schema,
-    *,
-    max_body_bytes: int,
-    context_getter: ContextGetter | None = None,
-    graphiql: bool = True,
-    playground_html: str | None = None,
-    allowed_origins: Sequence[str] = (),
-    persisted_queries: PersistedQueries | None = None,
-    on_connect: ConnectHook | None = None,
-    on_disconnect: DisconnectHook | None = None,
-    connection_init_timeout: timedelta = timedelta(seconds=10),
-    max_subscriptions_per_socket: int = 100,
-    body_timeout: float = 30.0,
-) -> GraphQLApp:
-    """One ASGI app to mount as both the HTTP and the WebSocket route at /graphql."""
-    return GraphQLApp(
-        schema,
-        max_body_bytes=max_body_bytes,
-        context_getter=context_getter,
-        graphiql=graphiql,
-        playground_html=playground_html,
-        allowed_origins=allowed_origins,
-        persisted_queries=persisted_queries,
-        on_connect=on_connect,
-        on_disconnect=on_disconnect,
-        connection_init_timeout=connection_init_timeout,
-        max_subscriptions_per_socket=max_subscriptions_per_socket,
-        body_timeout=body_timeout,
-    )
+# One ASGI app to mount as both the HTTP and the WebSocket route at /graphql.
+graphql_app = GraphQLApp
 
 
 def is_request_error(result: ExecutionResult) -> bool:
