@@ -23,14 +23,10 @@ from graph.startup import USAGE, StartupError, check_database, connect_args
 
 def tune_gc() -> None:
     # The cyclic GC's pauses are tail latency. Start-up objects live for the whole process:
-    # freeze them out of the collector's scans. Then keep every collection small: young
-    # collections every 5,000 allocations (at 50,000 some took 25-47 ms, whatever 16 requests
-    # and a projector batch held at that moment; now at most about 1.5 ms), the middle
-    # generation every 20 of those (about 12 ms at most), and a full collection every 100 of
-    # those, about every 10 million allocations: often enough that garbage cycles promoted
-    # by requests in flight do not pile up (with 1,000 here the server grew by 1 MiB/s under
-    # load), rarely enough that its ~50 ms pause stays out of the p99. Measured with
-    # gc.callbacks and wrk placeOrder at 16 connections: memory levels off at ~107 MiB.
+    # freeze them out of the collector's scans. Then keep every collection small (frequent
+    # young collections), and make full ones frequent enough that cycles promoted by requests
+    # in flight do not pile up, rare enough that their pause stays out of the p99. How the
+    # thresholds were chosen, with the measurements: docs/performance.md.
     gc.collect()
     gc.freeze()
     gc.set_threshold(5_000, 20, 100)

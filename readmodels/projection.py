@@ -97,7 +97,7 @@ async def upsert(
 class _UpsertPlan:
     """The statement compiled once, and each column's own conversion to what the driver
     takes, applied by hand: SQLAlchemy's generic per-row parameter processing for
-    ``executemany`` was a fifth of a rebuild's time."""
+    ``executemany`` dominated rebuilds (docs/performance.md)."""
 
     sql: str
     get: Callable[[Row], tuple[Any, ...]]
