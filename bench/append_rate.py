@@ -17,8 +17,8 @@ from pathlib import Path
 
 from domain.bus import CommandBus, build_bus
 from domain.commands import PlaceOrder, new_id
-from domain.db import create_engine
-from domain.store import EventStore
+from domain.eventstore.engines import create_engine
+from domain.eventstore.store import EventStore
 from domain.values import Address, OrderLine
 from migrations import upgrade_to_head
 

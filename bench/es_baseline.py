@@ -27,8 +27,8 @@ from sqlalchemy.engine import make_url
 from bench.append_rate import _concurrent, _sequential
 from bench.workloads import ADDRESS, ITEMS, TOTAL
 from domain.bus import build_bus
-from domain.db import create_engine
-from domain.store import EventStore
+from domain.eventstore.engines import create_engine
+from domain.eventstore.store import EventStore
 from migrations import upgrade_to_head
 
 WARM_UP = 50

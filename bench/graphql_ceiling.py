@@ -23,7 +23,7 @@ from graph.context import Context, Services
 from graph.http import graphql_app
 from graph.rate_limit import RateLimiter
 from graph.schema import build_schema
-from readmodels.notifier import InProcessNotifier
+from readmodels.notifications.inprocess import InProcessNotifier
 
 
 class InstantBus:

@@ -30,13 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.append_rate import _command
 from bench.databases import throwaway
 from domain.bus import build_bus
-from domain.db import create_engine
-from domain.store import EventStore
+from domain.eventstore.engines import create_engine
+from domain.eventstore.store import EventStore
 from integration.contract import to_message
 from integration.jetstream import JetStreamPublisher
 from integration.relay import RELAY_NAME, Relay
 from migrations import upgrade_to_head
-from readmodels.notifier import InProcessNotifier
+from readmodels.notifications.inprocess import InProcessNotifier
 
 NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 

@@ -22,13 +22,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from domain import codec, events
-from domain.db import create_engine
+from domain import events
+from domain.eventstore import codec
+from domain.eventstore.engines import create_engine
+from domain.eventstore.tables import events as events_table
 from domain.handlers import stream_id
-from domain.tables import events as events_table
 from domain.values import Address, OrderLine
 from migrations import upgrade_to_head
-from readmodels.notifier import InProcessNotifier
+from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.rebuild import rebuild
 from readmodels.registry import all_projections
 

@@ -49,7 +49,7 @@ async def serving(replicas: ReplicaSet, standby: bool) -> AsyncIterator[Client]:
     }
     # A server process of its own (uvloop, httptools), as in production: under uvicorn in
     # this event loop every HTTP answer waited on a delayed ACK, hiding what is measured.
-    command = [sys.executable, "-m", "graph.cli", "serve", "--port", "{port}"]
+    command = [sys.executable, "-m", "graph.runtime.cli", "serve", "--port", "{port}"]
     async with serve_process(command, env) as url, aiohttp.ClientSession() as session:
         yield Client(url, session)
 

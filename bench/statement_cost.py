@@ -17,7 +17,7 @@ from pathlib import Path
 import aiosqlite
 import sqlalchemy as sa
 
-from domain.db import create_engine
+from domain.eventstore.engines import create_engine
 
 N = 2000
 

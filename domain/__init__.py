@@ -1,1 +1,2 @@
-"""The write side of ordergraph: commands, events, the Order aggregate, handlers, bus, store."""
+"""The write side of ordergraph: the pure model at the top (commands, events, the Order aggregate,
+values, limits, access rules), the command handlers and bus, and ``eventstore/`` beneath them."""

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 from domain.commands import Command
 from domain.errors import UnknownCommand
+from domain.eventstore.store import EventStore
 from domain.handlers import COMMAND_HANDLERS, CommandResult, Handler, HandlerContext
-from domain.store import EventStore
 
 
 class CommandBus:

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from domain import access, codec, commands
+from domain import access, commands
 from domain.errors import DomainError, OrderNotFound, VersionConflict
+from domain.eventstore import codec
+from domain.eventstore.store import CommandRecord, EventStore, NewEvent, StreamState
 from domain.order import Order
-from domain.store import CommandRecord, EventStore, NewEvent, StreamState
 from domain.stream_locks import StreamLocks
 
 # How long a command without an expected version keeps being re-decided after losing races

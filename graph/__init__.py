@@ -1,1 +1,3 @@
-"""The GraphQL surface of ordergraph: schema, resolvers, subscriptions, ASGI app, CLI."""
+"""The GraphQL surface of ordergraph: schema, types, inputs, resolvers, subscriptions and the
+GraphQL-over-HTTP view. What runs it (settings, CLI, the composition root, serving, operations) is
+in ``graph/runtime/``."""

@@ -10,11 +10,11 @@ from starlette.websockets import WebSocket
 
 from domain.access import Actor
 from domain.bus import CommandBus
-from graph.access import RequestInfo
 from graph.authn import Authenticator
 from graph.budgets import Budgets
 from graph.rate_limit import RateLimiter
-from readmodels.notifier import Notifier
+from graph.runtime.request_log import RequestInfo
+from readmodels.notifications.inprocess import Notifier
 from readmodels.operations_bus import OperationsBus
 from readmodels.order_changes import OrderChanges
 from readmodels.queries import ReadModelQueries
@@ -53,7 +53,8 @@ class Context:
     # Fields answered before their projection reached the requested position; reported in
     # the response's "extensions" (see graph/staleness.py).
     stale: list[dict[str, Any]] = field(default_factory=list)
-    # The request's id, operation and outcome for its log line and metrics (graph/access.py).
+    # The request's id, operation and outcome for its log line and metrics
+    # (graph/runtime/request_log.py).
     request: RequestInfo | None = None
     # The target that answered this request's first field: its other fields read there too.
     read_target: ReadTarget | None = None

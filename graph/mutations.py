@@ -14,9 +14,10 @@ import strawberry
 from domain import access, errors
 from domain.access import Action, Actor
 from domain.commands import Command
-from graph import inputs, metrics
+from graph import inputs
 from graph.context import Context
 from graph.permissions import allow
+from graph.runtime import metrics
 from graph.types import (
     CancelOrderResult,
     ChangeShippingAddressResult,

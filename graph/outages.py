@@ -1,6 +1,6 @@
 """Database outages as a typed, retryable answer instead of a masked bug.
 
-An error whose cause is an outage (domain/outages.py) reaches the client as "Service
+An error whose cause is an outage (domain/eventstore/outages.py) reaches the client as "Service
 unavailable" with ``extensions.code`` SERVICE_UNAVAILABLE and ``extensions.retryAfter``
 seconds; over HTTP the response is a 503 with ``Retry-After``. Over WebSocket the same error
 arrives in the operation's payload. Nothing about it needs masking: it names no internals.
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from graphql import GraphQLError
 
-from domain.outages import is_outage
+from domain.eventstore.outages import is_outage
 
 logger = logging.getLogger("ordergraph.graph")
 

@@ -19,9 +19,9 @@ from graphql import GraphQLError
 
 from domain.access import Action
 from domain.limits import id_problem
-from graph import metrics
 from graph.context import Context
 from graph.permissions import allow, scope
+from graph.runtime import metrics
 from graph.types import (
     Count,
     CustomerConnection,

@@ -57,7 +57,7 @@ def build_schema(
     """``production``: no introspection and no field suggestions in errors."""
     traced = []
     if tracing:
-        from graph.tracing import schema_extensions as tracing_extensions
+        from graph.runtime.tracing import schema_extensions as tracing_extensions
 
         traced = tracing_extensions()
     schema = Schema(

@@ -12,14 +12,14 @@ import strawberry
 from graphql import GraphQLError
 
 from domain.access import Action
-from domain.outages import once_more_after_outage
-from graph import metrics
+from domain.eventstore.outages import once_more_after_outage
 from graph.context import Context
 from graph.permissions import allow, scope
 from graph.queries import could_exist
+from graph.runtime import metrics
 from graph.types import CaughtUp, Order, Position, ProjectionStatus, ProjectionUpdate
 from integration.relay import RELAY_NAME
-from readmodels.notifier import RESYNC
+from readmodels.notifications.inprocess import RESYNC
 from readmodels.registry import PROJECTION_NAMES
 
 Info = strawberry.Info[Context, None]

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from domain.access import ROLES, Actor
-from graph.settings import Settings
+from graph.runtime.settings import Settings
 
 JWKS_REFRESH_SECONDS = 60.0
 JWKS_FETCH_TIMEOUT = 10.0

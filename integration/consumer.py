@@ -29,8 +29,8 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.db import write_transaction
-from domain.tables import UTCDateTime
+from domain.eventstore.engines import write_transaction
+from domain.eventstore.tables import UTCDateTime
 
 inbox_metadata = sa.MetaData()
 

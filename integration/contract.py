@@ -26,8 +26,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from domain import codec, events
-from domain.records import RecordedEvent
+from domain import events
+from domain.eventstore import codec
+from domain.eventstore.records import RecordedEvent
 from domain.values import Address, OrderLine
 
 VERSION = "orders.v1"

@@ -2,7 +2,7 @@
 
 It is a checkpointed consumer of the event log like the projector, with its own checkpoint
 row (``integration``) beside the projections' and the same gap-safe ``read_after`` (appends
-commit in position order, see domain/appends.py). A batch goes:
+commit in position order, see domain/eventstore/group_commit.py). A batch goes:
 
 1. read the events after the checkpoint;
 2. publish them, each with its deterministic ``Nats-Msg-Id``, and wait for every PubAck;
@@ -41,11 +41,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.db import is_sqlite, reader, write_transaction
-from domain.store import RecordedEvent, read_after
-from domain.tables import events
+from domain.eventstore.engines import is_sqlite, reader, write_transaction
+from domain.eventstore.store import RecordedEvent, read_after
+from domain.eventstore.tables import events
 from integration.contract import to_message
-from readmodels.notifier import Notifier, ProjectionUpdate
+from readmodels.notifications.inprocess import Notifier, ProjectionUpdate
 from readmodels.stall_log import short
 from readmodels.tables import checkpoints
 

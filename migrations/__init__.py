@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.db import write_transaction
+from domain.eventstore.engines import write_transaction
 
 HERE = Path(__file__).parent
 

@@ -32,9 +32,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.db import reader, write_transaction
+from domain.eventstore.engines import reader, write_transaction
 from readmodels.feed import Batch, PoisonedEvent, read_stored_after
-from readmodels.notifier import Notifier, ProjectionUpdate
+from readmodels.notifications.inprocess import Notifier, ProjectionUpdate
 from readmodels.projection import Projection
 from readmodels.stall_log import StallLog, short
 from readmodels.tables import checkpoints, projection_skips, projection_versions

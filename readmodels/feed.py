@@ -19,8 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain import codec
-from domain.tables import events
+from domain.eventstore import codec
+from domain.eventstore.tables import events
 from readmodels.projection import Envelope, Projection
 
 _COLUMNS = (

@@ -12,10 +12,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.db import write_transaction
-from domain.tables import events
+from domain.eventstore.engines import write_transaction
+from domain.eventstore.tables import events
 from readmodels.builds import BUILDING, FAILED, LIVE, versions
-from readmodels.notifier import Notifier
+from readmodels.notifications.inprocess import Notifier
 from readmodels.projection import Projection
 from readmodels.projector import ProjectionFailed, Projector
 from readmodels.tables import checkpoints, projection_skips

@@ -21,8 +21,8 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 
-from domain.outages import once_more_after_outage
-from readmodels.notifier import RESYNC, Notifier
+from domain.eventstore.outages import once_more_after_outage
+from readmodels.notifications.inprocess import RESYNC, Notifier
 from readmodels.queries import OrderView, ReadModelQueries
 from readmodels.read_targets import ReadTargets
 from readmodels.waiting import CheckpointWaiter

@@ -33,10 +33,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.db import write_transaction
+from domain.eventstore.engines import write_transaction
 from readmodels.builds import Builder, BuildFailed, BuildLost, drop_retired, ensure_versions
 from readmodels.feed import Batch, PoisonedEvent, read_stored_after
-from readmodels.notifier import APPENDED, RESYNC, Notifier, ProjectionUpdate
+from readmodels.notifications.inprocess import APPENDED, RESYNC, Notifier, ProjectionUpdate
 from readmodels.projection import Projection
 from readmodels.stall_log import StallLog, short
 from readmodels.tables import checkpoints
@@ -54,7 +54,7 @@ PassObserver = Callable[[Sequence[str], int, float], None]
 
 
 class Leadership(Protocol):
-    """Which one of several projector processes runs (see graph/pg_leadership.py)."""
+    """Which one of several projector processes runs (see readmodels/leadership.py)."""
 
     @property
     def held(self) -> bool: ...

@@ -16,8 +16,8 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.db import reader
-from domain.tables import events
+from domain.eventstore.engines import reader
+from domain.eventstore.tables import events
 from readmodels.tables import (
     checkpoints,
     customer_summaries,

@@ -26,9 +26,9 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.db import reader
-from domain.outages import is_outage
-from readmodels.notifier import RESYNC, Notifier
+from domain.eventstore.engines import reader
+from domain.eventstore.outages import is_outage
+from readmodels.notifications.inprocess import RESYNC, Notifier
 from readmodels.queries import ReadModelQueries
 from readmodels.standby_watcher import StandbyWatcher
 from readmodels.waiting import CheckpointWaiter

@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.db import write_transaction
-from domain.tables import events
+from domain.eventstore.engines import write_transaction
+from domain.eventstore.tables import events
 from readmodels.builds import (
     BUILDING,
     Builder,
@@ -32,7 +32,7 @@ from readmodels.builds import (
     start_build,
     versions,
 )
-from readmodels.notifier import Notifier
+from readmodels.notifications.inprocess import Notifier
 from readmodels.projection import Projection
 
 Progress = Callable[[int, int, bool], None]  # (position reached, head, built by us)

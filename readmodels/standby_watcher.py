@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.db import reader
+from domain.eventstore.engines import reader
 from readmodels.tables import checkpoints
 
 FIRST_POLL = 0.001

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
 
+from domain.eventstore.tables import Json, UTCDateTime, metadata
 from domain.limits import MAX_TEXT, MONEY_PLACES, MONEY_PRECISION, SUM_PRECISION
-from domain.tables import Json, UTCDateTime, metadata
 
 
 class Money(sa.TypeDecorator[Decimal]):

@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator, Collection
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.db import reader
-from domain.outages import is_outage, once_more_after_outage
-from readmodels.notifier import RESYNC, Notifier, ProjectionUpdate
+from domain.eventstore.engines import reader
+from domain.eventstore.outages import is_outage, once_more_after_outage
+from readmodels.notifications.inprocess import RESYNC, Notifier, ProjectionUpdate
 from readmodels.tables import checkpoints
 
 log = logging.getLogger("ordergraph.waiting")

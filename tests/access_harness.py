@@ -12,9 +12,9 @@ import httpx
 import jwt
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.store import EventStore
-from graph.app import create_app
-from graph.settings import Settings
+from domain.eventstore.store import EventStore
+from graph.runtime.app import create_app
+from graph.runtime.settings import Settings
 from graph.tokens import mint
 from tests.serving import serve_app
 from tests.test_graphql_e2e import PLACE, mutation, place_input

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, Route, async_playwright
 
-from graph.web import WEB_DIST
+from graph.runtime.web import WEB_DIST
 
 CHROMIUM = Path(os.environ.get("ORDERGRAPH_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

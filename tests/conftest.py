@@ -24,11 +24,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.bus import CommandBus, build_bus
-from domain.db import create_engine
-from domain.store import EventStore
-from domain.tables import metadata
+from domain.eventstore.engines import create_engine
+from domain.eventstore.store import EventStore
+from domain.eventstore.tables import metadata
 from migrations import upgrade_to_head
-from readmodels.notifier import InProcessNotifier
+from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.projector import Projector
 from readmodels.queries import ReadModelQueries
 from readmodels.registry import PROJECTION_NAMES, all_projections

@@ -6,7 +6,7 @@ import uuid
 from decimal import Decimal
 
 from domain.commands import PlaceOrder
-from domain.store import NewEvent
+from domain.eventstore.store import NewEvent
 from domain.values import Address, OrderLine
 
 ADDRESS = Address(line1="1 Main St", city="Springfield", postal_code="12345", country="US")

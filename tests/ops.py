@@ -10,9 +10,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.store import EventStore
-from graph.app import create_app
-from graph.settings import Settings
+from domain.eventstore.store import EventStore
+from graph.runtime.app import create_app
+from graph.runtime.settings import Settings
 from tests.serving import serve_app
 from tests.test_graphql_e2e import Server
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from domain.db import create_engine
+from domain.eventstore.engines import create_engine
 from migrations import upgrade_to_head
 from tests.serving import free_port
 

@@ -13,7 +13,7 @@ import jsonschema
 
 from domain.bus import CommandBus
 from domain.commands import ChangeShippingAddress, PayOrder, ShipOrder
-from domain.store import EventStore
+from domain.eventstore.store import EventStore
 from domain.values import Address
 from tests.factories import place_order
 from tests.jetstream import Stored

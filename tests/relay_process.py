@@ -14,12 +14,12 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.db import create_engine
-from domain.store import RecordedEvent
-from graph.settings import Settings
+from domain.eventstore.engines import create_engine
+from domain.eventstore.store import RecordedEvent
+from graph.runtime.settings import Settings
 from integration.jetstream import Ack, JetStreamPublisher
 from integration.relay import Relay
-from readmodels.notifier import InProcessNotifier
+from readmodels.notifications.inprocess import InProcessNotifier
 
 
 class StopAt(Relay):

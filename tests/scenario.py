@@ -11,8 +11,8 @@ from decimal import Decimal
 
 from domain import commands
 from domain.bus import CommandBus, build_bus
+from domain.eventstore.store import EventStore
 from domain.handlers import HandlerContext
-from domain.store import EventStore
 from domain.values import Address, OrderLine
 from tests.factories import ADDRESS, new_order_id
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.bus import CommandBus
 from domain.commands import CancelOrder, ChangeShippingAddress, PayOrder, PlaceOrder, ShipOrder
 from domain.errors import RuleViolated
+from domain.eventstore.store import EventStore
 from domain.limits import (
     ID_PATTERN,
     MAX_LINES,
@@ -26,7 +27,6 @@ from domain.limits import (
     MAX_TEXT,
     MAX_UNIT_PRICE,
 )
-from domain.store import EventStore
 from domain.values import Address, OrderLine
 from readmodels.projector import Projector
 from readmodels.queries import ReadModelQueries

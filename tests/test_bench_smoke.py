@@ -17,8 +17,8 @@ from bench.load import (
     read_your_writes,
 )
 from bench.workloads import accepted, place_body
-from graph.app import create_app
-from graph.settings import Settings
+from graph.runtime.app import create_app
+from graph.runtime.settings import Settings
 from tests.serving import serve_app
 
 CLIENTS = 4

@@ -17,8 +17,8 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from graph.app import create_app
-from graph.settings import Settings
+from graph.runtime.app import create_app
+from graph.runtime.settings import Settings
 from graph.tokens import mint
 from tests.browser import chromium, offline_page
 from tests.serving import serve_app

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from graph.http import GRAPHQL_RESPONSE_JSON, graphql_app
-from graph.slow_clients import http_protocol
+from graph.runtime.slow_clients import http_protocol
 from tests.serving import GraphQLWebSocketError, graphql_ws, serve_app
 from tests.test_graphql_e2e import ORDER_FIELDS, Server, running
 from tests.test_http_transport import SCHEMA, Probe

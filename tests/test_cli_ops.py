@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.bus import CommandBus
-from graph.startup import INTERRUPTED, SUBSCRIPTION_FAILED
-from readmodels.notifier import InProcessNotifier
+from graph.runtime.startup import INTERRUPTED, SUBSCRIPTION_FAILED
+from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.projector import Projector
 from readmodels.rebuild import INTERRUPTED_NOTE
 from readmodels.registry import PROJECTION_NAMES
@@ -30,7 +30,7 @@ async def subscribe(url: str, query: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "graph.cli",
+        "graph.runtime.cli",
         "subscribe",
         query,
         "--url",
@@ -116,7 +116,7 @@ async def test_an_interrupted_rebuild_says_so_leaves_the_active_alone_and_the_pr
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "graph.cli",
+        "graph.runtime.cli",
         "rebuild",
         "--all",
         "--batch-size",

@@ -6,7 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
-from domain import codec, events
+from domain import events
+from domain.eventstore import codec
 from domain.values import Address, OrderLine
 from tests.factories import ADDRESS
 

@@ -22,11 +22,17 @@ from domain.errors import (
     UnknownCommand,
     VersionConflict,
 )
+from domain.eventstore.store import (
+    AppendResult,
+    CommandRecord,
+    EventStore,
+    ExpectedVersion,
+    NewEvent,
+)
+from domain.eventstore.tables import events
 from domain.handlers import HandlerContext, load_order, stream_id
 from domain.order import OrderStatus
-from domain.store import AppendResult, CommandRecord, EventStore, ExpectedVersion, NewEvent
 from domain.stream_locks import StreamLocks
-from domain.tables import events
 from domain.values import Address, OrderLine
 from tests.factories import ADDRESS, place_order
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.eventstore.store import EventStore
 from domain.handlers import stream_id
-from domain.store import EventStore
 from tests.serving import serve_process
 from tests.test_graphql_e2e import PLACE, mutation, place_input, running
 
@@ -65,7 +65,7 @@ async def test_concurrent_unconditional_commands_across_two_replicas_are_all_acc
     engine: AsyncEngine, database_url: str
 ) -> None:
     env = {**os.environ, "DATABASE_URL": database_url, "RUN_PROJECTOR": "false", "AUTH": "none"}
-    command = [sys.executable, "-m", "graph.cli", "serve", "--port", "{port}"]
+    command = [sys.executable, "-m", "graph.runtime.cli", "serve", "--port", "{port}"]
     async with (
         serve_process(command, env) as first_url,
         serve_process(command, env) as second_url,

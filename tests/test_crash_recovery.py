@@ -15,7 +15,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.store import EventStore
+from domain.eventstore.store import EventStore
 from readmodels.tables import customer_summaries, order_views
 from tests.serving import free_port
 from tests.test_graphql_e2e import PLACE, place_input
@@ -32,7 +32,7 @@ async def server_process(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "graph.cli",
+        "graph.runtime.cli",
         "serve",
         "--port",
         str(port),

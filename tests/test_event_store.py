@@ -7,9 +7,9 @@ from datetime import UTC
 
 import pytest
 
-from domain.db import create_engine
 from domain.errors import CommandIdReused, VersionConflict
-from domain.store import CommandRecord, EventStore, StreamState
+from domain.eventstore.engines import create_engine
+from domain.eventstore.store import CommandRecord, EventStore, StreamState
 from tests.factories import new_event
 
 

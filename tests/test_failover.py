@@ -57,7 +57,7 @@ async def api_processes(replicas: ReplicaSet, count: int) -> AsyncIterator[list[
         "REQUEST_LOG": "false",
         "AUTH": "none",
     }
-    command = [sys.executable, "-m", "graph.cli", "serve", "--port", "{port}"]
+    command = [sys.executable, "-m", "graph.runtime.cli", "serve", "--port", "{port}"]
     async with contextlib.AsyncExitStack() as stack:
         urls = [await stack.enter_async_context(serve_process(command, env)) for _ in range(count)]
         yield urls

@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from domain.store import EventStore
-from graph.app import create_app
+from domain.eventstore.store import EventStore
+from graph.runtime.app import create_app
+from graph.runtime.settings import Settings
 from graph.schema import export_sdl
-from graph.settings import Settings
 from migrations import SchemaOutOfDate
 from tests.serving import GraphQLWebSocket, graphql_ws, serve_app, serve_process
 
@@ -369,7 +369,7 @@ async def place_then_await_caught_up(
 async def test_a_write_on_one_server_is_announced_on_another(
     engine: AsyncEngine, database_url: str
 ) -> None:
-    command = [sys.executable, "-m", "graph.cli", "serve", "--port", "{port}"]
+    command = [sys.executable, "-m", "graph.runtime.cli", "serve", "--port", "{port}"]
     env = {**os.environ, "DATABASE_URL": database_url, "POLL_INTERVAL": "0.2", "AUTH": "none"}
     async with (
         serve_process(command, env) as writer_url,
@@ -416,7 +416,7 @@ async def test_a_projector_process_serves_api_replicas_without_polling(
     projector = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "graph.cli",
+        "graph.runtime.cli",
         "project",
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
@@ -427,7 +427,7 @@ async def test_a_projector_process_serves_api_replicas_without_polling(
             while not await _checkpoint_rows(engine):
                 assert projector.returncode is None, "the projector exited"
                 await asyncio.sleep(0.05)
-        command = [sys.executable, "-m", "graph.cli", "serve", "--port", "{port}"]
+        command = [sys.executable, "-m", "graph.runtime.cli", "serve", "--port", "{port}"]
         async with (
             serve_process(command, {**env, "RUN_PROJECTOR": "false"}) as api_url,
             httpx.AsyncClient(base_url=api_url, timeout=10) as http,

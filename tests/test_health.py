@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.db import write_transaction
-from domain.store import EventStore
-from graph.health import projection_health
+from domain.eventstore.engines import write_transaction
+from domain.eventstore.store import EventStore
+from graph.runtime.health import projection_health
 from readmodels.projector import Projector
 from readmodels.registry import PROJECTION_NAMES
 from readmodels.tables import checkpoints
@@ -43,7 +43,7 @@ async def _place_behind_the_projectors_back(database_url: str, count: int) -> in
     """Append through a store of our own: nothing in the server hears of these events, so
     only its poll (an hour away in these tests) would make its projector look."""
     from domain.bus import build_bus
-    from domain.db import create_engine
+    from domain.eventstore.engines import create_engine
 
     engine = create_engine(database_url)
     try:
@@ -190,7 +190,7 @@ async def test_a_projection_at_the_head_is_never_stalled(
 
 
 async def test_a_dead_database_makes_the_server_unready_but_alive() -> None:
-    from domain.db import create_engine
+    from domain.eventstore.engines import create_engine
     from tests.conftest import create_migrated_database
     from tests.ops import scrape, value
     from tests.pg_server import own_server

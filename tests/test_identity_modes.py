@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.permission import PermissionExtension
 
-from graph.app import create_app
 from graph.mutations import Mutation
 from graph.queries import Query
 from graph.rate_limit import RateLimiter
-from graph.settings import InvalidSettings, Settings
+from graph.runtime.app import create_app
+from graph.runtime.settings import InvalidSettings, Settings
 from graph.subscriptions import Subscription
 from graph.types import Order, ProjectionStatus
 from tests.access_harness import SECRET, Desk, codes, desk
@@ -61,7 +61,7 @@ async def test_serve_on_postgresql_without_auth_exits_with_one_clear_line() -> N
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "graph.cli",
+        "graph.runtime.cli",
         "serve",
         env={**env, "DATABASE_URL": PG},
         stdout=asyncio.subprocess.PIPE,
@@ -80,7 +80,7 @@ async def test_the_token_command_mints_a_token_the_server_accepts(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "graph.cli",
+        "graph.runtime.cli",
         *("token", "--sub", "alice", "--role", "customer", "--customer", "alice"),
         env={**os.environ, "AUTH": "jwt", "JWT_SECRET": SECRET},
         stdout=asyncio.subprocess.PIPE,
@@ -236,6 +236,6 @@ def test_every_root_field_and_guarded_field_carries_a_permission() -> None:
 
 def test_the_token_command_offers_the_roles_of_the_policy() -> None:
     from domain import access
-    from graph import cli
+    from graph.runtime import cli
 
     assert cli.ROLES == access.ROLES

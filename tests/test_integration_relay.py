@@ -20,14 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.bus import CommandBus, build_bus
 from domain.commands import PayOrder, ShipOrder
-from domain.db import create_engine
 from domain.errors import RuleViolated, VersionConflict
-from domain.store import EventStore, StreamState
+from domain.eventstore.engines import create_engine
+from domain.eventstore.store import EventStore, StreamState
 from integration.consumer import InboxConsumer
 from integration.contract import export_json_schema, subject_token
 from integration.jetstream import JetStreamPublisher
 from integration.relay import FAILED, LIVE, RELAY_NAME, Relay
-from readmodels.notifier import InProcessNotifier
+from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.queries import ReadModelQueries
 from readmodels.waiting import CheckpointWaiter
 from tests.factories import new_event, place_order
@@ -255,8 +255,8 @@ async def test_two_relay_processes_take_turns_and_publish_each_event_once_in_ord
 ) -> None:
     head = await many_orders(bus, orders=5)  # a backlog when they start, and more meanwhile
     async with (
-        relay_subprocess(database_url, jetstream, "relay", module="graph.cli") as first,
-        relay_subprocess(database_url, jetstream, "relay", module="graph.cli") as second,
+        relay_subprocess(database_url, jetstream, "relay", module="graph.runtime.cli") as first,
+        relay_subprocess(database_url, jetstream, "relay", module="graph.runtime.cli") as second,
     ):
         for process in (first, second):  # both running before the writes they share
             assert process.stdout is not None

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.bus import CommandBus
-from domain.store import EventStore
-from graph.settings import Settings
+from domain.eventstore.store import EventStore
+from graph.runtime.settings import Settings
 from integration.relay import FAILED
 from readmodels.projector import Projector
 from tests.jetstream import StreamUnderTest, stored_messages
@@ -105,7 +105,7 @@ async def test_relay_from_a_position_publishes_the_range_again_with_the_same_ids
         await relay.stop()
 
     async with relay_subprocess(
-        database_url, jetstream, "relay", "--from", "5", module="graph.cli"
+        database_url, jetstream, "relay", "--from", "5", module="graph.runtime.cli"
     ) as process:
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), DEADLINE)
@@ -156,7 +156,7 @@ async def test_ordergraph_projections_shows_the_relay_beside_the_projections(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "graph.cli",
+        "graph.runtime.cli",
         "projections",
         env={**os.environ, "DATABASE_URL": database_url},
         stdout=asyncio.subprocess.PIPE,

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from graph.app import create_app
-from graph.settings import Settings
+from graph.runtime.app import create_app
+from graph.runtime.settings import Settings
 from tests.serving import serve_app
 
 WEB = Path(__file__).resolve().parent.parent / "web"

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.bus import build_bus
-from domain.db import create_engine
-from domain.store import EventStore
-from graph.pg_notifier import PostgresNotifier
-from readmodels.notifier import InProcessNotifier, Notifier
+from domain.eventstore.engines import create_engine
+from domain.eventstore.store import EventStore
+from readmodels.notifications.inprocess import InProcessNotifier, Notifier
+from readmodels.notifications.postgres import PostgresNotifier
 from readmodels.projector import Projector, ensure_checkpoints
 from readmodels.registry import PROJECTION_NAMES, all_projections
 from readmodels.tables import checkpoints
@@ -107,7 +107,7 @@ async def test_caught_up_is_delivered_across_a_database_restart(
     own_postgres: PrivatePostgres,
 ) -> None:
     env = {**os.environ, "DATABASE_URL": own_postgres.url, "RUN_PROJECTOR": "false", "AUTH": "none"}
-    command = [sys.executable, "-m", "graph.cli", "serve", "--port", "{port}"]
+    command = [sys.executable, "-m", "graph.runtime.cli", "serve", "--port", "{port}"]
     engine = create_engine(own_postgres.url)
     try:
         async with serve_process(command, env) as api_url, graphql_ws(api_url + "/graphql") as ws:

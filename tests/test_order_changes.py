@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 
 from readmodels import order_changes
-from readmodels.notifier import InProcessNotifier, ProjectionUpdate
+from readmodels.notifications.inprocess import InProcessNotifier, ProjectionUpdate
 from readmodels.order_changes import OrderChanges
 from readmodels.queries import ReadModelQueries
 from readmodels.waiting import CheckpointWaiter

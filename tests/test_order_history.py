@@ -11,12 +11,13 @@ from alembic import command
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain import codec, events
+from domain import events
 from domain.access import Actor
 from domain.bus import CommandBus
 from domain.commands import PayOrder
-from domain.db import write_transaction
-from domain.store import EventStore, NewEvent, StreamState
+from domain.eventstore import codec
+from domain.eventstore.engines import write_transaction
+from domain.eventstore.store import EventStore, NewEvent, StreamState
 from domain.values import OrderLine
 from migrations import alembic_config, upgrade_to_head
 from readmodels.projector import Projector

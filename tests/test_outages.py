@@ -13,9 +13,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from graph.app import create_app
 from graph.outages import SERVICE_UNAVAILABLE
-from graph.settings import Settings
+from graph.runtime.app import create_app
+from graph.runtime.settings import Settings
 from tests.private_postgres import PrivatePostgres, private_postgres
 from tests.serving import GraphQLWebSocketError, graphql_ws, serve_app
 from tests.test_graphql_e2e import PLACE, place_input

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from strawberry.http import GraphQLRequestData
 
-from graph.app import create_app
 from graph.persisted_queries import PersistedQueries, PersistedQueryError
-from graph.settings import Settings
+from graph.runtime.app import create_app
+from graph.runtime.settings import Settings
 from tests.serving import serve_app
 
 QUERY = "{ projections { name } }"

@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.db import async_url, create_engine
-from graph.pg_notifier import (
+from domain.eventstore.engines import async_url, create_engine
+from readmodels.notifications.inprocess import ProjectionUpdate
+from readmodels.notifications.postgres import (
     PostgresNotifier,
     asyncpg_dsn,
     decode,
@@ -25,7 +26,6 @@ from graph.pg_notifier import (
     encode,
     encode_many,
 )
-from readmodels.notifier import ProjectionUpdate
 
 TIMEOUT = 10.0
 MARKER = "marker"

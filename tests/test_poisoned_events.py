@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.bus import CommandBus
+from domain.eventstore.tables import events
 from domain.handlers import stream_id
-from domain.tables import events
-from readmodels.notifier import InProcessNotifier
+from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.projector import Projector
 from readmodels.queries import ProjectionStatusView, ReadModelQueries
 from readmodels.registry import PROJECTION_NAMES, all_projections

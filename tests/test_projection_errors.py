@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.bus import CommandBus
 from graph.types import ProjectionStatus
-from readmodels.notifier import InProcessNotifier
+from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.projection import Envelope, Projection
 from readmodels.projector import ProjectionFailed, Projector, public_error
 from readmodels.queries import ReadModelQueries

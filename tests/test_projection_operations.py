@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.bus import CommandBus
 from domain.commands import CancelOrder
-from readmodels.notifier import InProcessNotifier
+from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.operations import OperationRefused, retry, skip
 from readmodels.projector import ProjectionFailed, Projector
 from readmodels.queries import ReadModelQueries
@@ -32,7 +32,7 @@ async def cli(database_url: str, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "graph.cli",
+        "graph.runtime.cli",
         *args,
         env={
             **os.environ,

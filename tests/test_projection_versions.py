@@ -22,9 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.bus import CommandBus
 from domain.commands import PayOrder
-from domain.db import create_engine
+from domain.eventstore.engines import create_engine
 from readmodels.builds import Builder, BuildLost, drop_retired, ensure_versions, start_build
-from readmodels.notifier import InProcessNotifier
+from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.order_views import OrderViews
 from readmodels.projection import Envelope, Projection
 from readmodels.projector import Projector
@@ -185,7 +185,7 @@ async def test_a_killed_rebuild_resumes_from_its_own_checkpoint_and_never_touche
         await projector.catch_up(name)
     active_before = await dump_read_models(engine)
     env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "warning"}
-    command = [sys.executable, "-m", "graph.cli", "rebuild", "--all", "--batch-size", "5"]
+    command = [sys.executable, "-m", "graph.runtime.cli", "rebuild", "--all", "--batch-size", "5"]
 
     first = await asyncio.create_subprocess_exec(
         *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE

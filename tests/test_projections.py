@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from domain import events
 from domain.bus import CommandBus
 from domain.commands import CancelOrder, PayOrder
-from domain.store import EventStore
-from readmodels.notifier import InProcessNotifier
+from domain.eventstore.store import EventStore
+from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.projection import Envelope, Projection
 from readmodels.projector import CONTENDED_RETRY, ProjectionFailed, Projector, ensure_checkpoints
 from readmodels.queries import ReadModelQueries

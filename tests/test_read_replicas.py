@@ -22,10 +22,10 @@ import pytest
 import pytest_asyncio
 from starlette.applications import Starlette
 
-from domain.db import create_engine
-from graph.app import create_app
-from graph.settings import Settings
-from graph.standby_checks import warn_about_standby_settings
+from domain.eventstore.engines import create_engine
+from graph.runtime.app import create_app
+from graph.runtime.settings import Settings
+from graph.runtime.standby_checks import warn_about_standby_settings
 from readmodels.read_targets import ReadTargets
 from readmodels.standby_watcher import StandbyWatcher
 from tests.replica_pair import ReplicaSet, Standby, fetchval, replica_set

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.errors import AppendRefused
-from domain.outages import is_outage
-from domain.store import AppendResult, EventStore, NewEvent, StreamState
+from domain.eventstore.outages import is_outage
+from domain.eventstore.store import AppendResult, EventStore, NewEvent, StreamState
 from tests.factories import new_event
 
 # Text neither database stores: PostgreSQL refuses it in JSONB and in text, and SQLite's

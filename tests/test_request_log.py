@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from graph.logs import configure_logging
-from graph.settings import Settings
+from graph.runtime.logs import configure_logging
+from graph.runtime.settings import Settings
 from tests.ops import running
 
 
@@ -117,7 +117,7 @@ async def test_request_lines_can_be_turned_off(
 
 
 def test_a_terminal_gets_readable_lines_and_a_pipe_gets_json() -> None:
-    from graph.logs import request_id
+    from graph.runtime.logs import request_id
 
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)

@@ -10,14 +10,14 @@ from dataclasses import fields
 
 import pytest
 
-from graph import cli
-from graph.settings import VARIABLES, InvalidSettings, Settings
+from graph.runtime import cli
+from graph.runtime.settings import VARIABLES, InvalidSettings, Settings
 from readmodels.registry import PROJECTION_NAMES
 
 
 def run_cli(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "graph.cli", *args],
+        [sys.executable, "-m", "graph.runtime.cli", *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -116,7 +116,7 @@ def test_help_is_fast_and_works_with_a_broken_environment() -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from graph import cli; "
+            "import sys; from graph.runtime import cli; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & "
             "{'sqlalchemy', 'strawberry', 'starlette', 'uvicorn', 'alembic', 'asyncpg', "
             "'prometheus_client', 'graphql', 'domain', 'readmodels', 'migrations'}))",

@@ -1,4 +1,5 @@
-"""The one-hop SQLite cursor (domain/sqlite_driver.py) behaves as the stock adapter does."""
+"""The one-hop SQLite cursor (domain/eventstore/sqlite_cursor.py) behaves as the stock adapter
+does."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from domain.db import create_engine, reader, write_transaction
-from domain.sqlite_driver import OneHopDBAPI
+from domain.eventstore.engines import create_engine, reader, write_transaction
+from domain.eventstore.sqlite_cursor import OneHopDBAPI
 
 
 async def test_statements_results_errors_and_rollback(tmp_path: Path) -> None:

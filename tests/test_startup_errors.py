@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from domain.db import create_engine
-from graph.startup import DATABASE_NOT_READY, DATABASE_UNREACHABLE
+from domain.eventstore.engines import create_engine
+from graph.runtime.startup import DATABASE_NOT_READY, DATABASE_UNREACHABLE
 from migrations import NotOurDatabase, refuse_foreign
 from tests.conftest import ADMIN_URL, _admin
 from tests.serving import free_port
@@ -26,7 +26,7 @@ async def run_cli(*args: str, **env: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "graph.cli",
+        "graph.runtime.cli",
         *args,
         env={**os.environ, "AUTH": "none", **env},  # about the database, not identity
         stdout=asyncio.subprocess.PIPE,

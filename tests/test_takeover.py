@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.bus import build_bus
-from domain.store import EventStore
-from graph.pg_leadership import PROJECTOR_LOCK
-from graph.pg_notifier import PostgresNotifier
-from readmodels.notifier import AppendAnnouncer
+from domain.eventstore.store import EventStore
+from readmodels.leadership import PROJECTOR_LOCK
+from readmodels.notifications.inprocess import AppendAnnouncer
+from readmodels.notifications.postgres import PostgresNotifier
 from readmodels.registry import PROJECTION_NAMES
 from readmodels.waiting import CheckpointWaiter
 from tests.factories import place_order
@@ -33,7 +33,7 @@ async def projector_process(url: str) -> AsyncIterator[asyncio.subprocess.Proces
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "graph.cli",
+        "graph.runtime.cli",
         "project",
         env=env,
         stdout=asyncio.subprocess.DEVNULL,

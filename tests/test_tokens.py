@@ -28,7 +28,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from graph.settings import Settings
+from graph.runtime.settings import Settings
 from graph.tokens import InvalidToken, TokenVerifier
 from tests.access_harness import SECRET, Desk, desk
 from tests.serving import Protocol, graphql_ws, serve_app

@@ -66,7 +66,8 @@ def test_without_tracing_nothing_of_opentelemetry_is_loaded(tmp_path: object) ->
         [
             sys.executable,
             "-c",
-            "import sys; from graph.app import create_app; from graph.settings import Settings; "
+            "import sys; from graph.runtime.app import create_app; "
+            "from graph.runtime.settings import Settings; "
             "create_app(Settings()); "
             "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))",
         ],

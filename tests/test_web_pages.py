@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from graph.app import create_app
-from graph.settings import Settings
-from graph.web import WebPages
+from graph.runtime.app import create_app
+from graph.runtime.settings import Settings
+from graph.runtime.web import WebPages
 from tests.browser import require_browser
 from tests.serving import serve_app
 

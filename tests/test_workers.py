@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from graph.startup import USAGE
+from graph.runtime.startup import USAGE
 from tests.ops import parse_metrics, value
 from tests.serving import free_port, graphql_ws, stop_process
 from tests.test_graphql_e2e import PLACE, place_input
@@ -27,7 +27,7 @@ STARTUP = 60.0
 async def process(args: list[str], env: dict[str, str], log: Path) -> AsyncIterator[None]:
     with log.open("wb") as output:
         child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "graph.cli", *args, env=env, stdout=output, stderr=output
+            sys.executable, "-m", "graph.runtime.cli", *args, env=env, stdout=output, stderr=output
         )
     try:
         yield
@@ -107,7 +107,7 @@ async def test_sqlite_refuses_several_workers(tmp_path: Path) -> None:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "graph.cli",
+        "graph.runtime.cli",
         "serve",
         "--workers",
         "2",
@@ -125,9 +125,9 @@ async def test_sqlite_refuses_several_workers(tmp_path: Path) -> None:
 
 
 async def test_each_worker_gets_the_same_logging_and_gc_tuning(tmp_path: Path) -> None:
-    # What uvicorn calls in every worker process: graph.server:worker_app.
+    # What uvicorn calls in every worker process: graph.runtime.server:worker_app.
     probe = (
-        "import gc, logging; from graph.server import worker_app; worker_app(); "
+        "import gc, logging; from graph.runtime.server import worker_app; worker_app(); "
         "root = logging.getLogger(); "
         "print(gc.get_threshold(), gc.get_freeze_count() > 0, "
         "type(root.handlers[0].formatter).__name__, "

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-from readmodels.notifier import Notifier
+from readmodels.notifications.inprocess import Notifier
 
 DEADLINE = 60.0
 

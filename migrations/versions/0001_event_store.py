@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from domain.tables import Json, Position, UTCDateTime
+from domain.eventstore.tables import Json, Position, UTCDateTime
 
 revision = "0001"
 down_revision = None

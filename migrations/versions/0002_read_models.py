@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from domain.tables import Json, UTCDateTime
+from domain.eventstore.tables import Json, UTCDateTime
 from readmodels.tables import Money
 
 revision = "0002"

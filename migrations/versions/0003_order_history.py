@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from domain.tables import Json, UTCDateTime
+from domain.eventstore.tables import Json, UTCDateTime
 
 revision = "0003"
 down_revision = "0002"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from domain.tables import UTCDateTime
+from domain.eventstore.tables import UTCDateTime
 
 revision = "p15_versions"
 down_revision = "r18_vacuum_truncate"

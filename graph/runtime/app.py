@@ -17,22 +17,22 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from domain.bus import build_bus
-from graph import metrics
-from graph.access import AccessMiddleware, current_request
 from graph.authn import Authenticator, close_when_expired
 from graph.budgets import Budgets
 from graph.context import Context, Services
-from graph.health import Operations, healthz, readyz
 from graph.http import graphql_app
 from graph.persisted_queries import PersistedQueries
-from graph.pg_notifier import PostgresNotifier
 from graph.rate_limit import RateLimiter
+from graph.runtime import metrics
+from graph.runtime.composition import running_core
+from graph.runtime.health import Operations, healthz, readyz
+from graph.runtime.request_log import AccessMiddleware, current_request
+from graph.runtime.settings import Settings
+from graph.runtime.web import WebPages
 from graph.schema import build_schema
-from graph.settings import Settings
 from graph.tokens import TokenVerifier
-from graph.web import WebPages
-from graph.wiring import running_core
 from migrations import head_revision
+from readmodels.notifications.postgres import PostgresNotifier
 from readmodels.operations_bus import OperationsBus
 from readmodels.order_changes import OrderChanges
 from readmodels.queries import ReadModelQueries
@@ -67,7 +67,7 @@ def create_app(
             if core.projector is not None:
                 core.projector.pass_observers.append(metrics.observe_projector_pass)
             if settings.tracing:
-                from graph.tracing import traced_bus
+                from graph.runtime.tracing import traced_bus
 
                 bus = traced_bus(core.store)
             else:
@@ -177,7 +177,7 @@ def create_app(
         lifespan=lifespan,
     )
     if settings.tracing:
-        from graph.tracing import instrument_app
+        from graph.runtime.tracing import instrument_app
 
         instrument_app(app)
     return app

@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from domain.db import reader
-from domain.tables import events
+from domain.eventstore.engines import reader
+from domain.eventstore.tables import events
 from integration.relay import RELAY_NAME
-from readmodels.notifier import Notifier
+from readmodels.notifications.inprocess import Notifier
 from readmodels.read_targets import ReadTargets
 from readmodels.tables import checkpoints
 

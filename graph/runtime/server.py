@@ -17,8 +17,8 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
-from graph.settings import InvalidSettings, Settings
-from graph.startup import USAGE, StartupError, check_database, connect_args
+from graph.runtime.settings import InvalidSettings, Settings
+from graph.runtime.startup import USAGE, StartupError, check_database, connect_args
 
 
 def tune_gc() -> None:
@@ -33,10 +33,10 @@ def tune_gc() -> None:
 
 
 def worker_app(settings: Settings | None = None) -> Starlette:
-    """The app of one worker process, as uvicorn's factory (``graph.server:worker_app``)."""
-    from graph.app import create_app
-    from graph.logs import configure_logging
-    from graph.slow_clients import HeaderDeadlineProtocol
+    """The app of one worker process, as uvicorn's factory (``graph.runtime.server:worker_app``)."""
+    from graph.runtime.app import create_app
+    from graph.runtime.logs import configure_logging
+    from graph.runtime.slow_clients import HeaderDeadlineProtocol
 
     settings = settings or Settings.from_env()
     configure_logging(settings)
@@ -50,7 +50,7 @@ def worker_app(settings: Settings | None = None) -> Starlette:
 
 def _check_tracing(settings: Settings) -> None:
     if settings.tracing:
-        from graph.tracing import available
+        from graph.runtime.tracing import available
 
         if not available():
             raise StartupError(
@@ -67,7 +67,7 @@ def _check_auth(settings: Settings) -> None:
 
 
 async def _preflight(settings: Settings) -> None:
-    from domain.db import create_engine
+    from domain.eventstore.engines import create_engine
 
     engine = create_engine(
         settings.database_url,
@@ -98,7 +98,7 @@ def _share_settings(settings: Settings) -> None:
 def serve(settings: Settings) -> int:
     import uvicorn
 
-    from graph.logs import configure_logging
+    from graph.runtime.logs import configure_logging
 
     if settings.workers > 1 and settings.is_sqlite:
         raise StartupError(
@@ -114,18 +114,19 @@ def serve(settings: Settings) -> int:
     options = {
         "host": settings.host,
         "port": settings.port,
-        "log_config": None,  # our handler on the root logger (graph/logs.py)
+        "log_config": None,  # our handler on the root logger (graph/runtime/logs.py)
         "log_level": settings.log_level,
-        "access_log": False,  # ours is graph/access.py, with the request id and operation
+        # ours is graph/runtime/request_log.py, with the request id and operation
+        "access_log": False,
         "loop": "auto",  # uvloop when installed (uvicorn[standard])
-        "http": "graph.slow_clients:HeaderDeadlineProtocol",  # httptools, a header deadline
+        "http": "graph.runtime.slow_clients:HeaderDeadlineProtocol",  # httptools, a header deadline
     }
     if settings.workers == 1:
         uvicorn.run(worker_app(settings), **options)  # type: ignore[arg-type]
     else:
         _share_settings(settings)
         uvicorn.run(
-            "graph.server:worker_app",
+            "graph.runtime.server:worker_app",
             factory=True,
             workers=settings.workers,
             **options,  # type: ignore[arg-type]

@@ -26,8 +26,14 @@ from strawberry.extensions.tracing import OpenTelemetryExtension
 
 from domain.bus import CommandBus
 from domain.commands import Command
+from domain.eventstore.store import (
+    AppendResult,
+    CommandRecord,
+    EventStore,
+    ExpectedVersion,
+    NewEvent,
+)
 from domain.handlers import COMMAND_HANDLERS, CommandResult, HandlerContext
-from domain.store import AppendResult, CommandRecord, EventStore, ExpectedVersion, NewEvent
 
 _REQUIRED = (
     "opentelemetry.sdk",

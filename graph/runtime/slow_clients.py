@@ -16,7 +16,7 @@ logger = logging.getLogger("ordergraph.graph")
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
-    header_timeout = 10.0  # HEADER_TIMEOUT, set by graph/server.py's worker_app
+    header_timeout = 10.0  # HEADER_TIMEOUT, set by graph/runtime/server.py's worker_app
     _header_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

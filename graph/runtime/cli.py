@@ -2,7 +2,8 @@
 export-schema, subscribe, token.
 
 Imports here are the standard library and our settings only; each command imports what it
-needs when it runs, so ``ordergraph --help`` answers at once. Exit codes: see graph/startup.py.
+needs when it runs, so ``ordergraph --help`` answers at once. Exit codes: see
+graph/runtime/startup.py.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from graph import settings as parse
-from graph.settings import InvalidSettings, Settings
-from graph.startup import (
+from graph.runtime import settings as parse
+from graph.runtime.settings import InvalidSettings, Settings
+from graph.runtime.startup import (
     DATABASE_NOT_READY,
     INTERRUPTED,
     OK,
@@ -45,7 +46,7 @@ log = logging.getLogger("ordergraph")
 
 
 def _engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
-    from domain.db import create_engine
+    from domain.eventstore.engines import create_engine
 
     return create_engine(
         settings.database_url,
@@ -58,7 +59,7 @@ def _engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
 async def _project(settings: Settings) -> None:
     """The projector alone, until SIGTERM or Ctrl-C: pair it with API replicas that run
     with RUN_PROJECTOR=false."""
-    from graph.wiring import running_core
+    from graph.runtime.composition import running_core
 
     engine = _engine(settings)
     try:
@@ -75,7 +76,7 @@ async def _project(settings: Settings) -> None:
 async def _relay(settings: Settings, from_position: int | None) -> None:
     """The integration relay alone, until SIGTERM or Ctrl-C; ``--from`` publishes again from
     a position first (docs/integration.md)."""
-    from graph.wiring import build_relay, running_core
+    from graph.runtime.composition import build_relay, running_core
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -121,8 +122,8 @@ async def _migrate(settings: Settings, force: bool) -> None:
 
 
 async def _with_engine(settings: Settings, command: str, *args: Any) -> None:
-    """Run one of graph/projection_commands.py's commands against a checked database."""
-    from graph import projection_commands
+    """Run one of graph/runtime/projection_commands.py's commands against a checked database."""
+    from graph.runtime import projection_commands
 
     engine = _engine(settings)
     try:
@@ -133,7 +134,7 @@ async def _with_engine(settings: Settings, command: str, *args: Any) -> None:
 
 
 async def _record_interrupted_rebuild(settings: Settings, names: Sequence[str]) -> str:
-    from graph.projection_commands import interrupted_note
+    from graph.runtime.projection_commands import interrupted_note
 
     engine = _engine(settings)
     try:
@@ -266,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
-        from graph.server import serve
+        from graph.runtime.server import serve
 
         return serve(settings)
     if args.command == "token":
@@ -278,7 +279,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
             parser.error(str(error))
         return OK
     if args.command == "subscribe":
-        from graph.watch import subscribe
+        from graph.runtime.watch import subscribe
 
         url = args.url or f"ws://{settings.host}:{settings.port}/graphql"
         try:
@@ -289,7 +290,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Se
             ok = asyncio.run(subscribe(url, args.query, variables, token=args.token))
             return OK if ok else SUBSCRIPTION_FAILED
         return INTERRUPTED
-    from graph.logs import configure_logging
+    from graph.runtime.logs import configure_logging
 
     configure_logging(settings)
     if args.command == "project":
@@ -351,7 +352,7 @@ def _projections(
 
 
 def _where(settings: Settings) -> str:
-    from graph.startup import where
+    from graph.runtime.startup import where
 
     return where(settings.database_url)
 

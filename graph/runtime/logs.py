@@ -5,9 +5,9 @@ asyncpg all log through it, so one formatter on the root handler puts every line
 process, ours and theirs, in one format with the request id attached; structlog would need
 this same bridge for them and adds a dependency for what is a short formatter here.
 
-The request id lives in a context variable set by the request middleware (graph/access.py):
-asyncio copies it into every task a request starts, so any line logged while handling that
-request carries it.
+The request id lives in a context variable set by the request middleware
+(graph/runtime/request_log.py): asyncio copies it into every task a request starts, so any line
+logged while handling that request carries it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from graph.settings import Settings
+    from graph.runtime.settings import Settings
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "ordergraph_request_id", default=None
@@ -105,7 +105,8 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
-    # Our request line (graph/access.py) replaces uvicorn's access line, which knows neither
+    # Our request line (graph/runtime/request_log.py) replaces uvicorn's access line, which knows
+    # neither
     # the request id nor the operation; each worker process must be told again.
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()

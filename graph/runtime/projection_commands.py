@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from readmodels.builds import drop_retired
-from readmodels.notifier import InProcessNotifier
+from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.operations import retry, skip
 from readmodels.queries import ProjectionStatusView, ReadModelQueries
 from readmodels.rebuild import mark_interrupted, rebuild
@@ -119,7 +119,7 @@ async def list_command(engine: AsyncEngine, stall_seconds: float = 30.0) -> None
     """Each checkpoint (the projections, and the integration relay where it has run): where
     it is, how far behind the head in events and seconds, its state and last error; then
     each projection's versions and skipped events."""
-    from graph.health import projection_health
+    from graph.runtime.health import projection_health
 
     head, found = await projection_health(engine, stall_seconds, within=30)
     print(f"{'name':20} {'position':>10} {'lag':>8} {'lag s':>8}  {'state':10} error")

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import readmodels.tables  # noqa: F401 - registers the projection tables on the metadata
-from domain.db import reader
-from domain.tables import metadata
+from domain.eventstore.engines import reader
+from domain.eventstore.tables import metadata
 
 log = logging.getLogger("ordergraph.reads")
 

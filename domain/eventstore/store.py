@@ -1,7 +1,7 @@
 """The event store: an append-only table on SQLAlchemy, one code path for SQLite and PostgreSQL.
 
-Writes go through group commit (domain/appends.py), which also explains why the global order
-is safe to tail. Reads are plain indexed range scans.
+Writes go through group commit (domain/eventstore/group_commit.py), which also explains why
+the global order is safe to tail. Reads are plain indexed range scans.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.appends import (
+from domain.eventstore.engines import is_sqlite, reader
+from domain.eventstore.group_commit import (
     GroupCommitWriter,
     PendingAppend,
     confirm_durable,
     first_result,
     stored_commands,
 )
-from domain.db import is_sqlite, reader
-from domain.records import (
+from domain.eventstore.records import (
     JSON,
     AppendResult,
     CommandRecord,
@@ -29,7 +29,7 @@ from domain.records import (
     RecordedEvent,
     StreamState,
 )
-from domain.tables import events
+from domain.eventstore.tables import events
 
 __all__ = [
     "JSON",

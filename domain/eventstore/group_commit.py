@@ -34,11 +34,17 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.db import is_sqlite, write_transaction
 from domain.errors import AppendRefused, CommandIdReused, VersionConflict
-from domain.outages import is_outage
-from domain.records import AppendResult, CommandRecord, ExpectedVersion, NewEvent, StreamState
-from domain.tables import commands, events
+from domain.eventstore.engines import is_sqlite, write_transaction
+from domain.eventstore.outages import is_outage
+from domain.eventstore.records import (
+    AppendResult,
+    CommandRecord,
+    ExpectedVersion,
+    NewEvent,
+    StreamState,
+)
+from domain.eventstore.tables import commands, events
 
 log = logging.getLogger("ordergraph.store")
 

@@ -9,7 +9,7 @@ Two kinds:
   values to files there and a scrape of any worker adds them all up.
 - Read from the database at scrape time (event-store head, each projection's position, lag in
   events and seconds, state, stalled): the same in every process, so taken fresh rather than
-  kept per worker (see graph/health.py).
+  kept per worker (see graph/runtime/health.py).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 if TYPE_CHECKING:
-    from graph.health import ProjectionHealth
+    from graph.runtime.health import ProjectionHealth
     from readmodels.read_targets import ReadTargets
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -223,7 +223,7 @@ def _process_metrics() -> bytes:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    from graph.health import projection_health
+    from graph.runtime.health import projection_health
 
     operations = request.app.state.operations
     try:

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from graph.pg_notifier import asyncpg_dsn
+from readmodels.notifications.postgres import asyncpg_dsn
 
 log = logging.getLogger("ordergraph.projector")
 

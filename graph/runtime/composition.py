@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.db import create_engine
-from domain.store import EventStore
-from graph.pg_leadership import AdvisoryLeadership
-from graph.pg_notifier import PostgresNotifier
-from graph.settings import Settings
-from graph.standby_checks import warn_about_standby_settings
-from graph.startup import connect_args
+from domain.eventstore.engines import create_engine
+from domain.eventstore.store import EventStore
+from graph.runtime.settings import Settings
+from graph.runtime.standby_checks import warn_about_standby_settings
+from graph.runtime.startup import connect_args
 from migrations import require_head, upgrade_to_head
-from readmodels.notifier import AppendAnnouncer, InProcessNotifier, Notifier
+from readmodels.leadership import AdvisoryLeadership
+from readmodels.notifications.inprocess import AppendAnnouncer, InProcessNotifier, Notifier
+from readmodels.notifications.postgres import PostgresNotifier
 from readmodels.projector import Projector
 from readmodels.read_targets import ReadTargets
 from readmodels.registry import PROJECTION_NAMES, all_projections
@@ -44,7 +44,9 @@ async def running_core(
     """``relay``: run the integration relay here; by default wherever the projector runs,
     when NATS_URL is set."""
     args = connect_args(settings)
-    if not settings.is_sqlite:  # SQLite's own bound is its busy_timeout (domain/db.py)
+    if (
+        not settings.is_sqlite
+    ):  # SQLite's own bound is its busy_timeout (domain/eventstore/engines.py)
         # Also what bounds a commit that waits for a synchronous standby that is down:
         # PostgreSQL's statement_timeout does not end that wait, a client-side cancel does.
         args = {**args, "command_timeout": settings.db_timeout}
@@ -66,7 +68,7 @@ async def running_core(
             await require_head(engine)  # production migrates deliberately
         store = EventStore(engine)
         if settings.tracing:
-            from graph.tracing import TracedEventStore, instrument_engine
+            from graph.runtime.tracing import TracedEventStore, instrument_engine
 
             instrument_engine(engine)
             store = TracedEventStore(engine)

@@ -2,8 +2,8 @@
 
 The projector publishes after each checkpoint commit; subscribers (GraphQL subscriptions,
 waiters) receive every update published after they subscribed. ``InProcessNotifier`` fans out
-inside one process; graph/pg_notifier.py carries the same interface across processes through
-PostgreSQL LISTEN/NOTIFY.
+inside one process; readmodels/notifications/postgres.py carries the same interface across
+processes through PostgreSQL LISTEN/NOTIFY.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import Pool
 
-from domain.sqlite_driver import one_hop_dbapi
+from domain.eventstore.sqlite_cursor import one_hop_dbapi
 
 # Execution option read by the "begin" hook below.
 _SQLITE_BEGIN = "ordergraph_sqlite_begin"
@@ -50,7 +50,7 @@ def create_engine(
 ) -> AsyncEngine:
     url = async_url(url)
     if make_url(url).drivername == "sqlite+aiosqlite":
-        kwargs.setdefault("module", one_hop_dbapi())  # see domain/sqlite_driver.py
+        kwargs.setdefault("module", one_hop_dbapi())  # see domain/eventstore/sqlite_cursor.py
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(engine):
         busy_ms = round(sqlite_busy_seconds * 1000)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from graph.settings import Settings
+    from graph.runtime.settings import Settings
 
 # Exit codes (documented in docs/operations.md).
 OK = 0

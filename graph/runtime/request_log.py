@@ -2,8 +2,8 @@
 
 The id is the client's ``X-Request-ID`` when it is a sane token, otherwise a new one; it is
 sent back in the response's ``X-Request-ID`` and set in a context variable for the whole
-request (graph/logs.py), so every line logged meanwhile carries it. WebSocket connections get
-one for the connection's life.
+request (graph/runtime/logs.py), so every line logged meanwhile carries it. WebSocket
+connections get one for the connection's life.
 
 What the log line and the metrics say about the GraphQL side (operation, outcome) is filled
 in while the request runs, on the ``RequestInfo`` that resolvers reach through their context.
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from graph.logs import request_id
-from graph.metrics import RequestCounters
+from graph.runtime.logs import request_id
+from graph.runtime.metrics import RequestCounters
 
 log = logging.getLogger("ordergraph.request")
 

@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 
-from readmodels.notifier import RESYNC, InProcessNotifier, ProjectionUpdate
+from readmodels.notifications.inprocess import RESYNC, InProcessNotifier, ProjectionUpdate
 
 logger = logging.getLogger("ordergraph.notifier")
 
