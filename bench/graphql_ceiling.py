@@ -17,13 +17,18 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from domain.commands import Command
+from domain.eventstore.engines import create_engine
 from domain.handlers import CommandResult
 from graph.authn import UNRESTRICTED, Authenticator
 from graph.context import Context, Services
 from graph.http import graphql_app
 from graph.rate_limit import RateLimiter
 from graph.schema import build_schema
+from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.inprocess import InProcessNotifier
+from readmodels.queries import ReadModelQueries
+from readmodels.read_targets import ReadTargets
+from readmodels.waiting import CheckpointWaiter
 
 
 class InstantBus:
@@ -38,15 +43,19 @@ class InstantBus:
 
 
 def create_app() -> Starlette:
+    # Mutations only: the read side is there to type-check and is never read (an engine
+    # connects on first use).
+    unused = create_engine("sqlite:///:memory:")
+    notifier = InProcessNotifier()
     services = Services(
-        bus=InstantBus(),  # type: ignore[arg-type]
-        queries=None,  # type: ignore[arg-type]
-        waiter=None,  # type: ignore[arg-type]
-        notifier=InProcessNotifier(),
+        bus=InstantBus(),
+        queries=ReadModelQueries(unused),
+        waiter=CheckpointWaiter(unused, notifier, PROJECTION_NAMES),
+        notifier=notifier,
         read_wait_seconds=0,
         authenticator=Authenticator(None),  # AUTH=none, as the benchmark's server runs
         mutation_limiter=RateLimiter(0, 1),
-        reads=None,  # type: ignore[arg-type]
+        reads=ReadTargets(unused, [], notifier, PROJECTION_NAMES),
     )
 
     @contextlib.asynccontextmanager

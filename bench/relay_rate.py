@@ -37,6 +37,7 @@ from integration.jetstream import JetStreamPublisher
 from integration.relay import RELAY_NAME, Relay
 from migrations import upgrade_to_head
 from readmodels.notifications.inprocess import InProcessNotifier
+from readmodels.notifications.messages import ProjectionUpdate
 
 NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 
@@ -133,7 +134,7 @@ async def _measure(engine: AsyncEngine, orders: int, seconds: float) -> dict[str
             nonlocal max_lag
             async with notifier.subscribe() as updates:
                 async for update in updates:
-                    if update.projection != RELAY_NAME:
+                    if not isinstance(update, ProjectionUpdate) or update.projection != RELAY_NAME:
                         continue
                     now = time.perf_counter()
                     while pending and pending[0][0] <= update.position:

@@ -25,8 +25,8 @@ import sqlalchemy as sa
 from domain import events
 from domain.eventstore import codec
 from domain.eventstore.engines import create_engine
+from domain.eventstore.repository import stream_id
 from domain.eventstore.tables import events as events_table
-from domain.handlers import stream_id
 from domain.values import Address, OrderLine
 from migrations import upgrade_to_head
 from readmodels.notifications.inprocess import InProcessNotifier

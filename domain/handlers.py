@@ -1,6 +1,9 @@
-"""Command handlers: load the Order, let it decide, append what it decided.
+"""Command handlers: load the Order, let it decide, save what it decided.
 
-Plain functions, wired in the explicit ``COMMAND_HANDLERS`` registry at the bottom.
+Plain functions, wired in the explicit ``COMMAND_HANDLERS`` registry at the bottom. How an
+order maps onto the event store (its stream, loading, saving) is the repository's
+(domain/eventstore/repository.py); what the handlers add is idempotency by command id, the
+expected version a caller asked for, and re-deciding after a lost race.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from typing import Any
 from domain import access, commands
 from domain.errors import DomainError, OrderNotFound, VersionConflict
 from domain.eventstore import codec
-from domain.eventstore.store import CommandRecord, EventStore, NewEvent, StreamState
+from domain.eventstore.records import CommandRecord
+from domain.eventstore.repository import OrderRepository, stream_id
 from domain.order import Order
+from domain.ports import EventStorePort
 from domain.stream_locks import StreamLocks
 
 # How long a command without an expected version keeps being re-decided after losing races
@@ -42,21 +47,14 @@ class CommandResult:
 
 @dataclass(frozen=True, slots=True)
 class HandlerContext:
-    store: EventStore
+    store: EventStorePort
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     locks: StreamLocks = field(default_factory=StreamLocks)
     settle_seconds: float = SETTLE_SECONDS
+    orders: OrderRepository = field(init=False)
 
-
-def stream_id(order_id: str) -> str:
-    return f"order-{order_id}"
-
-
-async def load_order(store: EventStore, order_id: str) -> Order:
-    history = await store.read_stream(stream_id(order_id))
-    return Order.replay(
-        order_id, (codec.decode(e.event_type, e.schema_version, e.data) for e in history)
-    )
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "orders", OrderRepository(self.store))
 
 
 def fingerprint(command: commands.Command) -> str:
@@ -87,7 +85,7 @@ async def _handle(
         # A first copy of this same command may have succeeded (earlier, or concurrently
         # while we decided); then the refusal is an artefact of its success, and its result
         # is ours.
-        previous = await context.store.find_command(record)
+        previous = await context.orders.find_command(record)
         if previous is None:
             raise
     return CommandResult(
@@ -114,7 +112,7 @@ async def _decide_and_append(
             # sends us round again, to load it and let the aggregate refuse.
             order = Order(command.order_id)
         else:
-            order = await load_order(context.store, command.order_id)
+            order = await context.orders.load(command.order_id)
         if not creates and not (order.exists and _may_act_on(command, order)):
             # Someone else's order is, to this actor, an order that does not exist.
             raise OrderNotFound(command.order_id)
@@ -128,10 +126,8 @@ async def _decide_and_append(
             "causation_id": command.command_id,
             "actor": _AUTH_NONE if command.actor is None else command.actor.audit(),
         }
-        new_events = [NewEvent(*codec.encode(event), metadata) for event in order.pending]
-        expected = order.version if order.version else StreamState.NO_STREAM
         try:
-            result = await context.store.append(stream_id(order.id), new_events, expected, record)
+            result = await context.orders.save(order, metadata, record)
         except VersionConflict:
             # A writer in another process got in first. Asked-for concurrency (an expected
             # version) is the caller's to settle; otherwise reload and decide again.

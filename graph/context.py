@@ -9,12 +9,12 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from domain.access import Actor
-from domain.bus import CommandBus
+from domain.ports import CommandDispatcher
 from graph.authn import Authenticator
 from graph.budgets import Budgets
 from graph.rate_limit import RateLimiter
 from graph.runtime.request_log import RequestInfo
-from readmodels.notifications.inprocess import Notifier
+from readmodels.notifications.messages import Notifier
 from readmodels.operations_bus import OperationsBus
 from readmodels.order_changes import OrderChanges
 from readmodels.queries import ReadModelQueries
@@ -26,7 +26,7 @@ from readmodels.waiting import CheckpointWaiter
 class Services:
     """Built once per process by the lifespan (the composition root)."""
 
-    bus: CommandBus
+    bus: CommandDispatcher
     queries: ReadModelQueries
     waiter: CheckpointWaiter
     notifier: Notifier

@@ -19,6 +19,7 @@ from graphql import GraphQLError
 
 from domain.access import Action
 from domain.limits import id_problem
+from domain.order import OrderStatus
 from graph.context import Context
 from graph.permissions import allow, scope
 from graph.runtime import metrics
@@ -29,12 +30,11 @@ from graph.types import (
     DailySales,
     Order,
     OrderConnection,
-    OrderStatus,
     Position,
     ProjectionStatus,
 )
+from readmodels.names import CUSTOMER_SUMMARIES, DAILY_SALES, ORDER_VIEWS, PROJECTION_NAMES
 from readmodels.queries import InvalidCursor, ReadModelQueries
-from readmodels.registry import PROJECTION_NAMES
 
 Info = strawberry.Info[Context, None]
 MAX_DAYS = 366
@@ -121,7 +121,7 @@ class Query:
             return None
         customer = scope(info)
         view = await answer(
-            info, at_least, ["order_views"], lambda q: q.order(str(id), scope=customer)
+            info, at_least, [ORDER_VIEWS], lambda q: q.order(str(id), scope=customer)
         )
         return None if view is None else Order.of(view)
 
@@ -146,7 +146,7 @@ class Query:
             page = await answer(
                 info,
                 at_least,
-                ["order_views"],
+                [ORDER_VIEWS],
                 lambda q: q.orders(
                     customer_id=None if customer_id is None else str(customer_id),
                     status=None if status is None else status.value,
@@ -173,7 +173,7 @@ class Query:
             return None
         customer = scope(info)
         view = await answer(
-            info, at_least, ["customer_summaries"], lambda q: q.customer(str(id), scope=customer)
+            info, at_least, [CUSTOMER_SUMMARIES], lambda q: q.customer(str(id), scope=customer)
         )
         return None if view is None else CustomerSummary.of(view)
 
@@ -191,7 +191,7 @@ class Query:
         size = _page_size(first)
         try:
             page = await answer(
-                info, at_least, ["customer_summaries"], lambda q: q.customers(size, after)
+                info, at_least, [CUSTOMER_SUMMARIES], lambda q: q.customers(size, after)
             )
         except InvalidCursor as error:
             raise GraphQLError(str(error)) from None
@@ -212,7 +212,7 @@ class Query:
             raise GraphQLError("`to` must not be before `from`")
         if (to - from_).days >= MAX_DAYS:
             raise GraphQLError(f"at most {MAX_DAYS} days can be asked for at once")
-        days = await answer(info, at_least, ["daily_sales"], lambda q: q.daily_sales(from_, to))
+        days = await answer(info, at_least, [DAILY_SALES], lambda q: q.daily_sales(from_, to))
         return [
             DailySales(
                 date=d.date,

@@ -19,8 +19,9 @@ from graph.queries import could_exist
 from graph.runtime import metrics
 from graph.types import CaughtUp, Order, Position, ProjectionStatus, ProjectionUpdate
 from integration.relay import RELAY_NAME
-from readmodels.notifications.inprocess import RESYNC
-from readmodels.registry import PROJECTION_NAMES
+from readmodels.names import ORDER_VIEWS, PROJECTION_NAMES
+from readmodels.notifications.messages import ProjectionUpdate as Advanced
+from readmodels.notifications.messages import Resync
 
 Info = strawberry.Info[Context, None]
 
@@ -53,13 +54,13 @@ class Subscription:
         with metrics.OPEN_SUBSCRIPTIONS.track_inprogress(), services.budgets.subscription():
             async with services.notifier.subscribe() as updates:
                 async for update in updates:
-                    if update.projection == RESYNC:
+                    if isinstance(update, Resync):
                         # Advances may have gone unheard while the listener reconnected.
                         found = await once_more_after_outage(
                             lambda: services.waiter.positions(names)
                         )
                         missed = {n: p for n, p in found.items() if p > sent.get(n, 0)}
-                    elif update.projection in names:
+                    elif isinstance(update, Advanced) and update.projection in names:
                         missed = {update.projection: update.position}
                     else:
                         continue
@@ -115,7 +116,7 @@ class Subscription:
         with metrics.OPEN_SUBSCRIPTIONS.track_inprogress(), services.budgets.subscription():
             async with services.order_changes.watch(str(id)) as watch:
                 view, _, _ = await services.reads.read(
-                    None, ["order_views"], lambda q: q.order(str(id), scope=customer), within=None
+                    None, [ORDER_VIEWS], lambda q: q.order(str(id), scope=customer), within=None
                 )
                 if view is not None:
                     seen = view.last_position

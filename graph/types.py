@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from datetime import date as Date
 from datetime import datetime
@@ -12,6 +11,7 @@ from typing import Annotated, NewType
 import strawberry
 
 from domain.access import Action
+from domain.order import OrderStatus
 from graph.context import Context
 from graph.permissions import allow
 from readmodels import queries as q
@@ -47,12 +47,10 @@ def _position(value: object) -> int:
     return value
 
 
-@strawberry.enum
-class OrderStatus(enum.Enum):
-    PLACED = "PLACED"
-    PAID = "PAID"
-    SHIPPED = "SHIPPED"
-    CANCELLED = "CANCELLED"
+# The domain's own enum, exposed as is: one list of statuses for the aggregate, the read
+# model and the contract.
+# (strawberry.enum marks the class in place.)
+strawberry.enum(OrderStatus, name="OrderStatus")
 
 
 @strawberry.type

@@ -45,7 +45,7 @@ from domain.eventstore.engines import is_sqlite, reader, write_transaction
 from domain.eventstore.store import RecordedEvent, read_after
 from domain.eventstore.tables import events
 from integration.contract import to_message
-from readmodels.notifications.inprocess import Notifier, ProjectionUpdate
+from readmodels.notifications.messages import Notifier, ProjectionUpdate
 from readmodels.stall_log import short
 from readmodels.tables import checkpoints
 
@@ -218,7 +218,7 @@ class Relay:
             async for update in updates:
                 # appends announced by API replicas, or a projector (in any process) that
                 # moved on: either way there is something new
-                if update.projection != self.name:
+                if not (isinstance(update, ProjectionUpdate) and update.projection == self.name):
                     self.wake()
 
     async def _run(self) -> None:

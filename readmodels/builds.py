@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.eventstore.engines import reader, write_transaction
 from readmodels.feed import Batch, PoisonedEvent, read_stored_after
-from readmodels.notifications.inprocess import Notifier, ProjectionUpdate
+from readmodels.notifications.messages import Notifier, ProjectionUpdate
 from readmodels.projection import Projection
 from readmodels.stall_log import StallLog, short
 from readmodels.tables import checkpoints, projection_skips, projection_versions

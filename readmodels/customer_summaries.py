@@ -12,12 +12,13 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain import events
+from readmodels.names import CUSTOMER_SUMMARIES
 from readmodels.projection import Envelope, Projection, Row, load_rows, upsert
 from readmodels.tables import customer_orders, customer_summaries
 
 
 class CustomerSummaries(Projection):
-    name = "customer_summaries"
+    name = CUSTOMER_SUMMARIES
     tables = (customer_summaries, customer_orders)
     handles = frozenset({"OrderPlaced", "OrderPaid", "OrderShipped", "OrderCancelled"})
 

@@ -13,6 +13,7 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain import events
+from readmodels.names import DAILY_SALES
 from readmodels.projection import Envelope, Projection, Row, load_rows, upsert
 from readmodels.tables import daily_sales
 
@@ -20,7 +21,7 @@ _COUNTED = (events.OrderPlaced, events.OrderPaid, events.OrderCancelled)
 
 
 class DailySales(Projection):
-    name = "daily_sales"
+    name = DAILY_SALES
     tables = (daily_sales,)
     handles = frozenset({"OrderPlaced", "OrderPaid", "OrderCancelled"})
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.eventstore.engines import write_transaction
 from domain.eventstore.tables import events
 from readmodels.builds import BUILDING, FAILED, LIVE, versions
-from readmodels.notifications.inprocess import Notifier
+from readmodels.notifications.messages import Notifier
 from readmodels.projection import Projection
 from readmodels.projector import ProjectionFailed, Projector
 from readmodels.tables import checkpoints, projection_skips

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from readmodels import operations
 from readmodels.builds import start_build
-from readmodels.notifications.inprocess import Notifier
+from readmodels.notifications.messages import Notifier
 from readmodels.projection import Projection
 
 

@@ -10,7 +10,7 @@ whatever the number of their watchers.
 A watcher registers before it reads its order for the first time, so a change is either in
 that first read or routed to it afterwards; it drops views that are not newer than the last
 one it sent. A read that fails leaves the position where it was: the next advance covers the
-positions again. After a reconnect of the notifier (RESYNC), every watched order is read once.
+positions again. After a reconnect of the notifier (``Resync``), every watched order is read once.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ import logging
 from collections.abc import AsyncIterator
 
 from domain.eventstore.outages import once_more_after_outage
-from readmodels.notifications.inprocess import RESYNC, Notifier
+from readmodels.names import ORDER_VIEWS
+from readmodels.notifications.messages import Notifier, ProjectionUpdate, Resync
 from readmodels.queries import OrderView, ReadModelQueries
 from readmodels.read_targets import ReadTargets
 from readmodels.waiting import CheckpointWaiter
 
 log = logging.getLogger("ordergraph.projector")
 
-ORDER_VIEWS = "order_views"
 RESTART_DELAY = 1.0  # seconds before following changes again after a failure
 
 
@@ -127,10 +127,10 @@ class OrderChanges:
             if resync:  # changes made while nothing followed them: read every watched order
                 seen = await self._resync(seen)
             async for update in updates:
-                if update.projection == RESYNC:
+                if isinstance(update, Resync):
                     seen = await self._resync(seen)
                     continue
-                if update.projection != ORDER_VIEWS:
+                if not isinstance(update, ProjectionUpdate) or update.projection != ORDER_VIEWS:
                     continue
                 if update.position <= seen:
                     seen = update.position  # a rebuild started over: follow it down

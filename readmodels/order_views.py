@@ -7,13 +7,15 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain import events
+from domain.order import OrderStatus
 from domain.values import Address
+from readmodels.names import ORDER_VIEWS
 from readmodels.projection import Envelope, Projection, Row, load_rows, upsert
 from readmodels.tables import order_history, order_views
 
 
 class OrderViews(Projection):
-    name = "order_views"
+    name = ORDER_VIEWS
     tables = (order_views, order_history)
     handles = None  # every event of an order is a new version of its view
 
@@ -55,7 +57,7 @@ def _placed(event: events.OrderPlaced, position: int) -> Row:
     return {
         "order_id": event.order_id,
         "customer_id": event.customer_id,
-        "status": "PLACED",
+        "status": OrderStatus.PLACED.value,
         "lines": [
             {
                 "sku": line.sku,
@@ -81,12 +83,12 @@ def _fold(row: Row, event: events.Event) -> None:
         case events.OrderPlaced() | events.ShippingAddressChanged():
             row["shipping_address"] = _address(event.shipping_address)
         case events.OrderPaid():
-            row["status"], row["paid_at"] = "PAID", event.occurred_at
+            row["status"], row["paid_at"] = OrderStatus.PAID.value, event.occurred_at
         case events.OrderShipped():
-            row["status"], row["shipped_at"] = "SHIPPED", event.occurred_at
+            row["status"], row["shipped_at"] = OrderStatus.SHIPPED.value, event.occurred_at
             row["carrier"], row["tracking_number"] = event.carrier, event.tracking_number
         case events.OrderCancelled():
-            row["status"], row["cancelled_at"] = "CANCELLED", event.occurred_at
+            row["status"], row["cancelled_at"] = OrderStatus.CANCELLED.value, event.occurred_at
 
 
 def _address(address: Address) -> Row:

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from domain.eventstore.engines import write_transaction
 from readmodels.builds import Builder, BuildFailed, BuildLost, drop_retired, ensure_versions
 from readmodels.feed import Batch, PoisonedEvent, read_stored_after
-from readmodels.notifications.inprocess import APPENDED, RESYNC, Notifier, ProjectionUpdate
+from readmodels.notifications.messages import Appended, Notifier, ProjectionUpdate, Resync
 from readmodels.projection import Projection
 from readmodels.stall_log import StallLog, short
 from readmodels.tables import checkpoints
@@ -158,8 +158,8 @@ class Projector:
         async with self._notifier.subscribe() as updates:
             subscribed.set()
             async for update in updates:
-                # RESYNC: appends announced while the listener was away are unheard of.
-                if update.projection in (APPENDED, RESYNC):
+                # Resync: appends announced while the listener was away are unheard of.
+                if isinstance(update, Appended | Resync):
                     self.wake()
 
     async def catch_up(self, name: str, batch_size: int | None = None) -> int:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.eventstore.engines import reader
 from domain.eventstore.tables import events
+from readmodels.names import CUSTOMER_SUMMARIES, DAILY_SALES, ORDER_VIEWS
 from readmodels.tables import (
     checkpoints,
     customer_summaries,
@@ -193,7 +194,7 @@ class ReadModelQueries:
 
     async def order(self, order_id: str, scope: str | None = None) -> OrderView | None:
         async with self._engine.connect() as conn:
-            views = await _active(conn, order_views, "order_views")
+            views = await _active(conn, order_views, ORDER_VIEWS)
             query = sa.select(views).where(views.c.order_id == order_id)
             if scope is not None:
                 query = query.where(views.c.customer_id == scope)
@@ -204,7 +205,7 @@ class ReadModelQueries:
         """The order's latest ``MAX_HISTORY`` events, oldest first: address changes are
         unbounded, and one answer must not be."""
         async with self._engine.connect() as conn:
-            history = await _active(conn, order_history, "order_views")
+            history = await _active(conn, order_history, ORDER_VIEWS)
             query = (
                 sa.select(history)
                 .where(history.c.order_id == order_id)
@@ -228,7 +229,7 @@ class ReadModelQueries:
     async def changed_orders(self, after: int, upto: int) -> list[str]:
         """Ids of the orders whose view last changed at a position in (after, upto]."""
         async with self._engine.connect() as conn:
-            views = await _active(conn, order_views, "order_views")
+            views = await _active(conn, order_views, ORDER_VIEWS)
             query = sa.select(views.c.order_id).where(
                 views.c.last_position > after, views.c.last_position <= upto
             )
@@ -260,7 +261,7 @@ class ReadModelQueries:
             return found
 
         return await self._page(
-            (order_views, "order_views"), "placed_position", filters, first, after, _order
+            (order_views, ORDER_VIEWS), "placed_position", filters, first, after, _order
         )
 
     async def customer(
@@ -269,7 +270,7 @@ class ReadModelQueries:
         if scope is not None and scope != customer_id:
             return None
         async with self._engine.connect() as conn:
-            table = await _active(conn, customer_summaries, "customer_summaries")
+            table = await _active(conn, customer_summaries, CUSTOMER_SUMMARIES)
             query = sa.select(table).where(table.c.customer_id == customer_id)
             row = (await conn.execute(query)).first()
         return None if row is None else _customer(row)
@@ -279,7 +280,7 @@ class ReadModelQueries:
     ) -> Page[CustomerSummaryView]:
         """Most recent order first."""
         return await self._page(
-            (customer_summaries, "customer_summaries"),
+            (customer_summaries, CUSTOMER_SUMMARIES),
             "last_order_position",
             lambda _: [],
             first,
@@ -290,7 +291,7 @@ class ReadModelQueries:
     async def daily_sales(self, start: date, end: date) -> list[DailySalesView]:
         """Every day from start to end inclusive; days without sales are zeros."""
         async with self._engine.connect() as conn:
-            table = await _active(conn, daily_sales, "daily_sales")
+            table = await _active(conn, daily_sales, DAILY_SALES)
             query = sa.select(table).where(table.c.day.between(start, end))
             rows = {row.day: row for row in await conn.execute(query)}
         days = (start + timedelta(days=n) for n in range((end - start).days + 1))

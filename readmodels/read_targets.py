@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.eventstore.engines import reader
 from domain.eventstore.outages import is_outage
-from readmodels.notifications.inprocess import RESYNC, Notifier
+from readmodels.notifications.messages import Notifier, ProjectionUpdate, Resync
 from readmodels.queries import ReadModelQueries
 from readmodels.standby_watcher import StandbyWatcher
 from readmodels.waiting import CheckpointWaiter
@@ -288,10 +288,10 @@ class ReadTargets:
         async with self._notifier.subscribe() as updates:
             subscribed.set()
             async for update in updates:
-                if update.projection == RESYNC:
+                if isinstance(update, Resync):
                     with contextlib.suppress(Exception):
                         self.heard.update(await self.primary.positions(self.names))
-                elif not update.projection.startswith("$"):  # any checkpoint, the relay's too
+                elif isinstance(update, ProjectionUpdate):  # any checkpoint, the relay's too
                     self.heard[update.projection] = max(
                         self.heard.get(update.projection, 0), update.position
                     )

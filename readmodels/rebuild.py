@@ -32,7 +32,7 @@ from readmodels.builds import (
     start_build,
     versions,
 )
-from readmodels.notifications.inprocess import Notifier
+from readmodels.notifications.messages import Notifier
 from readmodels.projection import Projection
 
 Progress = Callable[[int, int, bool], None]  # (position reached, head, built by us)

@@ -10,6 +10,3 @@ from readmodels.projection import Projection
 
 def all_projections() -> list[Projection]:
     return [OrderViews(), CustomerSummaries(), DailySales()]
-
-
-PROJECTION_NAMES = tuple(p.name for p in all_projections())

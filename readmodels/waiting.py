@@ -4,7 +4,7 @@ Subscribe first, then read the checkpoints, then wait on notifications: an updat
 between the read and the wait is still in the subscription, so no wake-up is lost in this
 process. Across processes notifications can be lost (the listener reconnects after a
 database restart, and NOTIFYs sent meanwhile are gone), so a waiter never depends on one: it
-re-reads the checkpoints when the notifier says it reconnected (``RESYNC``), and on a bounded
+re-reads the checkpoints when the notifier says it reconnected (``Resync``), and on a bounded
 back-off while it waits. Idle waiters cost a queue each and an occasional read.
 """
 
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.eventstore.engines import reader
 from domain.eventstore.outages import is_outage, once_more_after_outage
-from readmodels.notifications.inprocess import RESYNC, Notifier, ProjectionUpdate
+from readmodels.notifications.messages import Notification, Notifier, ProjectionUpdate, Resync
 from readmodels.tables import checkpoints
 
 log = logging.getLogger("ordergraph.waiting")
@@ -78,9 +78,9 @@ class CheckpointWaiter:
                 if update is None:  # quiet for a while: a notification may have been lost
                     recheck = min(recheck * 2, self.max_recheck)
                     pending = await self._recheck(wanted, position, pending)
-                elif update.projection == RESYNC:
+                elif isinstance(update, Resync):
                     pending = await self._recheck(wanted, position, pending)
-                elif update.position >= position:
+                elif isinstance(update, ProjectionUpdate) and update.position >= position:
                     pending.discard(update.projection)
             if not pending:
                 return True
@@ -98,14 +98,12 @@ class CheckpointWaiter:
         except Exception as error:
             if not is_outage(error):
                 raise
-            # The database is away: keep waiting; the next re-check or RESYNC looks again.
+            # The database is away: keep waiting; the next re-check or Resync looks again.
             log.debug("re-reading checkpoints failed: %r", error)
             return set(pending)
 
 
-async def _next_within(
-    updates: AsyncIterator[ProjectionUpdate], seconds: float
-) -> ProjectionUpdate | None:
+async def _next_within(updates: AsyncIterator[Notification], seconds: float) -> Notification | None:
     try:
         async with asyncio.timeout(seconds):
             return await anext(updates)

@@ -28,10 +28,11 @@ from domain.eventstore.engines import create_engine
 from domain.eventstore.store import EventStore
 from domain.eventstore.tables import metadata
 from migrations import upgrade_to_head
+from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.projector import Projector
 from readmodels.queries import ReadModelQueries
-from readmodels.registry import PROJECTION_NAMES, all_projections
+from readmodels.registry import all_projections
 from readmodels.waiting import CheckpointWaiter
 from tests.jetstream import jetstream  # noqa: F401 - the relay tests' JetStream fixture
 

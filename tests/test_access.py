@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.eventstore.repository import stream_id
 from tests.access_harness import Desk, codes, desk
 from tests.serving import GraphQLWebSocketError, graphql_ws
 from tests.test_graphql_e2e import place_input
@@ -124,7 +125,7 @@ async def test_a_customer_cannot_read_change_cancel_or_detect_another_customers_
     # Bob's order is untouched: still placed, at version 1.
     view = await server.data(ORDER, {"id": bobs_id, "at": at}, token=bob)
     assert view["order"] == {"id": bobs_id, "customerId": "bob", "status": "PLACED"}
-    assert [e.stream_version for e in await server.store.read_stream(f"order-{bobs_id}")] == [1]
+    assert [e.stream_version for e in await server.store.read_stream(stream_id(bobs_id))] == [1]
 
 
 async def test_a_command_id_is_private_to_its_subject(server: Desk, alice: str, bob: str) -> None:
@@ -286,7 +287,7 @@ async def test_events_record_who_caused_them(server: Desk, alice: str, staff: st
     placed = await server.place(alice, customerId="alice")
     await server.send(staff, "payOrder", orderId=placed["orderId"], amount="40.28")
 
-    events = await server.store.read_stream(f"order-{placed['orderId']}")
+    events = await server.store.read_stream(stream_id(placed["orderId"]))
     assert [e.metadata["actor"] for e in events] == [
         {"subject": "alice", "roles": ["customer"], "customer_id": "alice"},
         {"subject": "sam", "roles": ["staff"]},

@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.bus import CommandBus
 from graph.runtime.startup import INTERRUPTED, SUBSCRIPTION_FAILED
+from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.projector import Projector
 from readmodels.rebuild import INTERRUPTED_NOTE
-from readmodels.registry import PROJECTION_NAMES
 from readmodels.tables import checkpoints, order_views, projection_versions
 from readmodels.versions import table_at
 from tests.factories import place_order

@@ -22,6 +22,7 @@ from domain.errors import (
     UnknownCommand,
     VersionConflict,
 )
+from domain.eventstore.repository import OrderRepository, order_id_of, stream_id
 from domain.eventstore.store import (
     AppendResult,
     CommandRecord,
@@ -30,7 +31,7 @@ from domain.eventstore.store import (
     NewEvent,
 )
 from domain.eventstore.tables import events
-from domain.handlers import HandlerContext, load_order, stream_id
+from domain.handlers import HandlerContext
 from domain.order import OrderStatus
 from domain.stream_locks import StreamLocks
 from domain.values import Address, OrderLine
@@ -62,7 +63,7 @@ async def test_decimal_money_survives_the_database(bus: CommandBus, store: Event
     command = place_order(lines=lines)
     await bus.dispatch(command)
 
-    order = await load_order(store, command.order_id)
+    order = await OrderRepository(store).load(command.order_id)
     assert order.total == Decimal("140.23")
     assert [line.unit_price for line in order.lines] == [Decimal("0.10"), Decimal("19.99")]
     (recorded,) = await store.read_stream(stream_id(command.order_id))
@@ -78,7 +79,7 @@ async def test_an_order_goes_through_its_whole_life(bus: CommandBus, store: Even
         commands.ShipOrder(order_id=oid, carrier="UPS", tracking_number="1Z999")
     )
 
-    order = await load_order(store, oid)
+    order = await OrderRepository(store).load(oid)
     assert order.status is OrderStatus.SHIPPED
     assert order.shipping_address == NEW_ADDRESS
     assert shipped.version == 4
@@ -200,7 +201,7 @@ class RacingStore(EventStore):
 
 def _address_change(stream: str) -> dict[str, object]:
     return {
-        "order_id": stream.removeprefix("order-"),
+        "order_id": order_id_of(stream),
         "occurred_at": "2026-11-22T00:00:00+00:00",
         "shipping_address": dataclasses.asdict(ADDRESS),
     }
@@ -225,7 +226,7 @@ async def test_a_lost_race_is_decided_again_on_fresh_state(engine: AsyncEngine) 
 
     assert racing.attempts == 3
     assert result.version == 4  # placed, two rival changes, then ours
-    assert (await load_order(racing, oid)).shipping_address == NEW_ADDRESS
+    assert (await OrderRepository(racing).load(oid)).shipping_address == NEW_ADDRESS
 
 
 async def test_many_lost_races_are_decided_again_until_they_settle(engine: AsyncEngine) -> None:
@@ -325,7 +326,7 @@ async def test_a_stored_v1_order_placed_is_upcast_when_loaded(
             )
         )
 
-    order = await load_order(store, "old-1")
+    order = await OrderRepository(store).load("old-1")
     assert order.shipping_address == Address(
         line1="1 Old Road", city="Oldtown", postal_code="99999", country="GB"
     )

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.eventstore.repository import stream_id
 from domain.eventstore.store import EventStore
-from domain.handlers import stream_id
 from tests.serving import serve_process
 from tests.test_graphql_e2e import PLACE, mutation, place_input, running
 

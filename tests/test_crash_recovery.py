@@ -15,6 +15,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.eventstore.repository import order_id_of
 from domain.eventstore.store import EventStore
 from readmodels.tables import customer_summaries, order_views
 from tests.serving import free_port
@@ -85,7 +86,7 @@ async def test_acknowledged_orders_survive_kill_9(engine: AsyncEngine, database_
 
     assert all(a["__typename"] == "CommandAccepted" for a in acknowledged)
     store = EventStore(engine)
-    stored = {e.stream_id.removeprefix("order-") for e in await store.read_all(limit=100_000)}
+    stored = {order_id_of(e.stream_id) for e in await store.read_all(limit=100_000)}
     assert {a["orderId"] for a in acknowledged} <= stored  # nothing acknowledged was lost
 
     async with server_process(database_url) as (_, url):

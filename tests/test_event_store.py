@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC
+from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.errors import CommandIdReused, VersionConflict
 from domain.eventstore.engines import create_engine
+from domain.eventstore.group_commit import insert_events
 from domain.eventstore.store import CommandRecord, EventStore, StreamState
-from tests.factories import new_event
+from tests.factories import HoldNextInsert, new_event
 
 
 async def test_appended_events_read_back_exactly(store: EventStore) -> None:
@@ -59,16 +62,14 @@ async def test_expected_exact_version_must_match(store: EventStore) -> None:
     assert result.version == 3
 
 
-class CrashAfterInsertStore(EventStore):
-    """The real store, failing after its rows are inserted and before the commit."""
-
-    async def _insert(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        await super()._insert(*args, **kwargs)
-        raise ConnectionResetError("connection lost before commit")
+async def crash_after_insert(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
+    """The real insert, then a failure before the commit."""
+    await insert_events(conn, rows)
+    raise ConnectionResetError("connection lost before commit")
 
 
 async def test_a_multi_event_append_is_all_or_nothing(store: EventStore) -> None:
-    crashing = CrashAfterInsertStore(store._engine)
+    crashing = EventStore(store._engine, insert=crash_after_insert)
 
     with pytest.raises(ConnectionResetError):
         await crashing.append("s-1", [new_event(1), new_event(2), new_event(3)], StreamState.ANY)
@@ -117,28 +118,11 @@ async def test_read_all_pages_after_a_position(store: EventStore) -> None:
     assert [e.data["n"] for e in first + rest] == list(range(7))
 
 
-class HeldWriterStore(EventStore):
-    """The real store, whose next append stops after inserting and before committing."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.inside = asyncio.Event()
-        self.release = asyncio.Event()
-        self.hold_next = True
-
-    async def _insert(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        result = await super()._insert(*args, **kwargs)
-        if self.hold_next:
-            self.hold_next = False
-            self.inside.set()
-            await self.release.wait()
-        return result
-
-
 async def test_a_tailing_reader_never_skips_an_event_that_commits_late(
     store: EventStore,
 ) -> None:
-    held_store = HeldWriterStore(store._engine)
+    hold = HoldNextInsert()
+    held_store = EventStore(store._engine, insert=hold)
     seen: list[int] = []
 
     async def tail() -> None:
@@ -147,7 +131,7 @@ async def test_a_tailing_reader_never_skips_an_event_that_commits_late(
             seen.append(event.position)
 
     held = asyncio.create_task(held_store.append("held", [new_event(0)], StreamState.ANY))
-    await held_store.inside.wait()
+    await hold.inside.wait()
     later = [
         asyncio.create_task(store.append(f"later-{n}", [new_event(n)], StreamState.ANY))
         for n in range(1, 6)
@@ -156,7 +140,7 @@ async def test_a_tailing_reader_never_skips_an_event_that_commits_late(
     # them would hand the reader positions above the held event's, and it would skip it.
     await asyncio.wait(later, timeout=0.5)
     await tail()
-    held_store.release.set()
+    hold.release.set()
     await asyncio.gather(held, *later)
     await tail()
 

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.eventstore.engines import write_transaction
 from domain.eventstore.store import EventStore
 from graph.runtime.health import projection_health
+from readmodels.names import PROJECTION_NAMES
 from readmodels.projector import Projector
-from readmodels.registry import PROJECTION_NAMES
 from readmodels.tables import checkpoints
 from tests.factories import place_order
 from tests.ops import running

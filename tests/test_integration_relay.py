@@ -22,6 +22,7 @@ from domain.bus import CommandBus, build_bus
 from domain.commands import PayOrder, ShipOrder
 from domain.errors import RuleViolated, VersionConflict
 from domain.eventstore.engines import create_engine
+from domain.eventstore.repository import order_id_of
 from domain.eventstore.store import EventStore, StreamState
 from integration.consumer import InboxConsumer
 from integration.contract import export_json_schema, subject_token
@@ -30,10 +31,9 @@ from integration.relay import FAILED, LIVE, RELAY_NAME, Relay
 from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.queries import ReadModelQueries
 from readmodels.waiting import CheckpointWaiter
-from tests.factories import new_event, place_order
+from tests.factories import HoldNextInsert, new_event, place_order
 from tests.jetstream import StreamUnderTest, own_nats_server, stored_messages
 from tests.relay_checks import SCHEMA_FILE, assert_exactly_once_in_order, many_orders
-from tests.test_event_store import HeldWriterStore
 
 DEADLINE = 60.0
 
@@ -120,19 +120,20 @@ async def test_the_relay_runs_in_the_background_and_can_be_waited_for(
 async def test_a_writer_committing_late_is_never_skipped(
     engine: AsyncEngine, store: EventStore, jetstream: StreamUnderTest
 ) -> None:
-    held_store = HeldWriterStore(engine)
+    hold = HoldNextInsert()
+    held_store = EventStore(engine, insert=hold)
     held_bus, bus = build_bus(held_store), build_bus(store)
     relay = make_relay(engine, jetstream)
     await relay.drain()  # connected, its checkpoint row in place
     held = asyncio.create_task(held_bus.dispatch(place_order(customer_id="held")))
-    await held_store.inside.wait()
+    await hold.inside.wait()
     later = [asyncio.create_task(bus.dispatch(place_order())) for _ in range(5)]
     # Give the later writers every chance to commit ahead of the held one; had they, the
     # relay would checkpoint past the held event's position and never publish it.
     await asyncio.wait(later, timeout=0.5)
     try:
         await relay.drain()
-        held_store.release.set()
+        hold.release.set()
         await asyncio.gather(held, *later)
         await relay.drain()
     finally:
@@ -440,5 +441,5 @@ async def test_a_stream_deleted_under_the_relay_is_created_again_and_nothing_aft
     stored = await stored_messages(jetstream.url, jetstream.name)
     assert len(stored) == head - first == 12  # the three orders written after it, whole
     assert {m.body["orderId"] for m in stored}.isdisjoint(
-        {e.stream_id.removeprefix("order-") for e in await store.read_all(limit=first)}
+        {order_id_of(e.stream_id) for e in await store.read_all(limit=first)}
     )

@@ -16,10 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.bus import build_bus
 from domain.eventstore.engines import create_engine
 from domain.eventstore.store import EventStore
-from readmodels.notifications.inprocess import InProcessNotifier, Notifier
+from readmodels.names import PROJECTION_NAMES
+from readmodels.notifications.inprocess import InProcessNotifier
+from readmodels.notifications.messages import Notifier
 from readmodels.notifications.postgres import PostgresNotifier
 from readmodels.projector import Projector, ensure_checkpoints
-from readmodels.registry import PROJECTION_NAMES, all_projections
+from readmodels.registry import all_projections
 from readmodels.tables import checkpoints
 from readmodels.waiting import CheckpointWaiter
 from tests.factories import place_order

@@ -10,7 +10,8 @@ from typing import Any, cast
 import pytest
 
 from readmodels import order_changes
-from readmodels.notifications.inprocess import InProcessNotifier, ProjectionUpdate
+from readmodels.notifications.inprocess import InProcessNotifier
+from readmodels.notifications.messages import Notification, ProjectionUpdate
 from readmodels.order_changes import OrderChanges
 from readmodels.queries import ReadModelQueries
 from readmodels.waiting import CheckpointWaiter
@@ -55,14 +56,14 @@ class OnceBrokenNotifier(InProcessNotifier):
         self.subscriptions = 0
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[AsyncIterator[ProjectionUpdate]]:
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[Notification]]:
         self.subscriptions += 1
         if self.subscriptions > 1:
             async with super().subscribe() as updates:
                 yield updates
             return
 
-        async def broken() -> AsyncIterator[ProjectionUpdate]:
+        async def broken() -> AsyncIterator[Notification]:
             await asyncio.sleep(0.05)
             raise ConnectionResetError("listener lost")
             yield  # pragma: no cover - makes this an async generator

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.eventstore.engines import async_url, create_engine
-from readmodels.notifications.inprocess import ProjectionUpdate
+from readmodels.notifications.messages import Appended, Notification, ProjectionUpdate
 from readmodels.notifications.postgres import (
     PostgresNotifier,
     asyncpg_dsn,
@@ -56,17 +56,17 @@ async def pg_engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def next_update(updates: AsyncIterator[ProjectionUpdate]) -> ProjectionUpdate:
+async def next_update(updates: AsyncIterator[Notification]) -> Notification:
     async with asyncio.timeout(TIMEOUT):
         return await anext(updates)
 
 
 async def updates_until_marker(
-    updates: AsyncIterator[ProjectionUpdate], marker_position: int
-) -> list[ProjectionUpdate]:
+    updates: AsyncIterator[Notification], marker_position: int
+) -> list[Notification]:
     """Everything received up to the marker. NOTIFYs reach a listener in commit order, so
     once a marker committed later has arrived, an earlier-committed update would have too."""
-    seen: list[ProjectionUpdate] = []
+    seen: list[Notification] = []
     while (update := await next_update(updates)) != ProjectionUpdate(MARKER, marker_position):
         seen.append(update)
     return seen
@@ -88,10 +88,21 @@ async def test_several_updates_published_together_all_arrive(
         await process_a.publish_many([*together, ProjectionUpdate("customer_summaries", 8)])
         await process_a.publish(ProjectionUpdate(MARKER, 1))
         received = await updates_until_marker(updates, 1)
-    assert sorted(received, key=lambda u: u.projection) == [
+    assert sorted(received, key=repr) == [
         ProjectionUpdate("customer_summaries", 8),
-        *sorted(together, key=lambda u: u.projection),
+        *sorted(together, key=repr),
     ]
+
+
+async def test_an_append_announced_in_one_process_reaches_another_as_an_append(
+    process_a: PostgresNotifier, process_b: PostgresNotifier
+) -> None:
+    async with process_b.subscribe() as updates:
+        await process_a.publish(Appended(41))
+        await process_a.publish(ProjectionUpdate(MARKER, 1))
+        received = await updates_until_marker(updates, 1)
+    # Its own type, never a projection: no subscriber can mistake it for a checkpoint.
+    assert received == [Appended(41)]
 
 
 async def test_own_publish_is_delivered_once(
@@ -206,7 +217,8 @@ def test_payload_round_trip() -> None:
         ProjectionUpdate("a", 7),
         ProjectionUpdate("b", 7),
     ]
-    with pytest.raises(ValueError, match="not a projection update"):
+    assert decode_all(encode(Appended(99))) == [Appended(99)]
+    with pytest.raises(ValueError, match="not a notification"):
         decode("12")
 
 

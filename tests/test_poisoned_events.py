@@ -13,12 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.bus import CommandBus
+from domain.eventstore.repository import stream_id
 from domain.eventstore.tables import events
-from domain.handlers import stream_id
+from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.projector import Projector
 from readmodels.queries import ProjectionStatusView, ReadModelQueries
-from readmodels.registry import PROJECTION_NAMES, all_projections
+from readmodels.registry import all_projections
 from readmodels.stall_log import StallLog
 from readmodels.tables import checkpoints
 from readmodels.waiting import CheckpointWaiter

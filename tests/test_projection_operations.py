@@ -14,12 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.bus import CommandBus
 from domain.commands import CancelOrder
+from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.operations import OperationRefused, retry, skip
 from readmodels.projector import ProjectionFailed, Projector
 from readmodels.queries import ReadModelQueries
 from readmodels.rebuild import rebuild
-from readmodels.registry import PROJECTION_NAMES, all_projections
+from readmodels.registry import all_projections
 from readmodels.waiting import CheckpointWaiter
 from tests.factories import place_order
 from tests.test_poisoned_events import insert_raw_event, statuses_when_settled

@@ -24,13 +24,14 @@ from domain.bus import CommandBus
 from domain.commands import PayOrder
 from domain.eventstore.engines import create_engine
 from readmodels.builds import Builder, BuildLost, drop_retired, ensure_versions, start_build
+from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.order_views import OrderViews
 from readmodels.projection import Envelope, Projection
 from readmodels.projector import Projector
 from readmodels.queries import ReadModelQueries
 from readmodels.rebuild import rebuild
-from readmodels.registry import PROJECTION_NAMES, all_projections
+from readmodels.registry import all_projections
 from readmodels.tables import checkpoints
 from tests.factories import place_order
 from tests.ops import running

@@ -15,13 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from domain import events
 from domain.bus import CommandBus
 from domain.commands import CancelOrder, PayOrder
+from domain.eventstore.repository import order_id_of
 from domain.eventstore.store import EventStore
+from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.projection import Envelope, Projection
 from readmodels.projector import CONTENDED_RETRY, ProjectionFailed, Projector, ensure_checkpoints
 from readmodels.queries import ReadModelQueries
 from readmodels.rebuild import rebuild
-from readmodels.registry import PROJECTION_NAMES, all_projections
+from readmodels.registry import all_projections
 from readmodels.tables import checkpoints
 from readmodels.waiting import CheckpointWaiter
 from tests.factories import place_order
@@ -338,7 +340,7 @@ async def test_concurrent_writers_are_projected_exactly_once(
         after = page.end_cursor
     versions = {}
     for event in stored:
-        versions[event.stream_id.removeprefix("order-")] = event.stream_version
+        versions[order_id_of(event.stream_id)] = event.stream_version
     assert {oid: v.version for oid, v in views.items()} == versions
     for n in range(16):
         summary = await queries.customer(f"c-{n}")

@@ -10,9 +10,7 @@ from dataclasses import fields
 
 import pytest
 
-from graph.runtime import cli
 from graph.runtime.settings import VARIABLES, InvalidSettings, Settings
-from readmodels.registry import PROJECTION_NAMES
 
 
 def run_cli(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
@@ -116,20 +114,18 @@ def test_help_is_fast_and_works_with_a_broken_environment() -> None:
         [
             sys.executable,
             "-c",
+            # readmodels.names is the one module of ours it needs: a few constants.
             "import sys; from graph.runtime import cli; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "print(sorted({m for m in sys.modules if m.split('.')[0] in "
             "{'sqlalchemy', 'strawberry', 'starlette', 'uvicorn', 'alembic', 'asyncpg', "
-            "'prometheus_client', 'graphql', 'domain', 'readmodels', 'migrations'}))",
+            "'prometheus_client', 'graphql', 'domain', 'readmodels', 'migrations'}} "
+            "- {'readmodels', 'readmodels.names'}))",
         ],
         capture_output=True,
         text=True,
         check=True,
     )
     assert probe.stdout.strip() == "[]"
-
-
-def test_the_cli_knows_the_projections_without_importing_them() -> None:
-    assert tuple(PROJECTION_NAMES) == cli.PROJECTION_NAMES
 
 
 def test_read_targets_are_postgresql_standbys_of_a_postgresql_primary() -> None:

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.bus import build_bus
 from domain.eventstore.store import EventStore
 from readmodels.leadership import PROJECTOR_LOCK
+from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.inprocess import AppendAnnouncer
 from readmodels.notifications.postgres import PostgresNotifier
-from readmodels.registry import PROJECTION_NAMES
 from readmodels.waiting import CheckpointWaiter
 from tests.factories import place_order
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-from readmodels.notifications.inprocess import Notifier
+from readmodels.notifications.messages import Notifier
 
 DEADLINE = 60.0
 

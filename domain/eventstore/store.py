@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from domain.eventstore.engines import is_sqlite, reader
 from domain.eventstore.group_commit import (
     GroupCommitWriter,
+    InsertEvents,
     PendingAppend,
     confirm_durable,
     first_result,
@@ -56,10 +57,10 @@ _EVENT_COLUMNS = (
 
 
 class EventStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, insert: InsertEvents | None = None) -> None:
         self._engine = engine
         self._reader = reader(engine)
-        self._writer = GroupCommitWriter(engine, self._insert)
+        self._writer = GroupCommitWriter(engine, insert)
 
     def on_append(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(position)`` after appends commit (in this process)."""
@@ -86,11 +87,6 @@ class EventStore:
             raise ValueError("append needs at least one event")
         pending = PendingAppend(stream_id, new_events, expected_version, command)
         return await self._writer.append(pending)
-
-    async def _insert(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
-        """Insert event rows in one statement; their positions, in the rows' order."""
-        insert = sa.insert(events).returning(events.c.position, sort_by_parameter_order=True)
-        return list((await conn.execute(insert, rows)).scalars().all())
 
     async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
         query = (

@@ -1,4 +1,5 @@
-"""The Starlette app. Its lifespan is the composition root: nothing is built at import time."""
+"""The Starlette app: routes, middleware, and the GraphQL view. Its lifespan enters the
+composition root (graph/runtime/composition.py); nothing is built at import time."""
 
 from __future__ import annotations
 
@@ -16,28 +17,18 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from domain.bus import build_bus
 from graph.authn import Authenticator, close_when_expired
-from graph.budgets import Budgets
-from graph.context import Context, Services
+from graph.context import Context
 from graph.http import graphql_app
 from graph.persisted_queries import PersistedQueries
-from graph.rate_limit import RateLimiter
 from graph.runtime import metrics
-from graph.runtime.composition import running_core
-from graph.runtime.health import Operations, healthz, readyz
+from graph.runtime.composition import running_service
+from graph.runtime.health import healthz, readyz
 from graph.runtime.request_log import AccessMiddleware, current_request
 from graph.runtime.settings import Settings
 from graph.runtime.web import WebPages
 from graph.schema import build_schema
 from graph.tokens import TokenVerifier
-from migrations import head_revision
-from readmodels.notifications.postgres import PostgresNotifier
-from readmodels.operations_bus import OperationsBus
-from readmodels.order_changes import OrderChanges
-from readmodels.queries import ReadModelQueries
-from readmodels.registry import PROJECTION_NAMES, all_projections
-from readmodels.waiting import CheckpointWaiter
 
 log = logging.getLogger("ordergraph")
 
@@ -59,60 +50,13 @@ def create_app(
                 "set AUTH=jwt before exposing this server (docs/security.md)"
             )
         await authenticator.load()
-        async with running_core(settings, projector=settings.run_projector) as core:
-            core.store.on_batch(metrics.observe_append_batch)
-            core.reads.on_retry = metrics.READ_RETRIES.inc
-            if isinstance(core.notifier, PostgresNotifier):
-                core.notifier.on_reconnect = metrics.NOTIFIER_RECONNECTS.inc
-            if core.projector is not None:
-                core.projector.pass_observers.append(metrics.observe_projector_pass)
-            if settings.tracing:
-                from graph.runtime.tracing import traced_bus
-
-                bus = traced_bus(core.store)
-            else:
-                bus = build_bus(core.store)
-            queries = ReadModelQueries(core.engine)
-            waiter = CheckpointWaiter(core.engine, core.notifier, PROJECTION_NAMES)
-            order_changes = OrderChanges(queries, core.notifier, waiter, core.reads)
-            await order_changes.start()
-            app.state.services = Services(
-                bus=bus,
-                queries=queries,
-                waiter=waiter,
-                notifier=core.notifier,
-                read_wait_seconds=settings.read_wait_seconds,
-                authenticator=authenticator,
-                mutation_limiter=RateLimiter(settings.mutation_rate, settings.mutation_burst),
-                budgets=Budgets(
-                    max_subscriptions=settings.max_subscriptions,
-                    max_held_reads=settings.max_held_reads,
-                    max_wait_ahead=settings.max_wait_ahead,
-                ),
-                order_changes=order_changes,
-                reads=core.reads,
-                projection_ops=OperationsBus(
-                    engine=core.engine,
-                    projections=all_projections(),
-                    notifier=core.notifier,
-                    wake_builds=core.projector.wake_builds if core.projector else _nothing,
-                ),
-            )
-            app.state.operations = Operations(
-                engine=core.engine,
-                notifier=core.notifier,
-                schema_revision=await asyncio.to_thread(head_revision),
-                runs_projector=core.projector is not None,
-                stall_seconds=settings.stall_seconds,
-                check_timeout=settings.db_connect_timeout,
-                reads=core.reads,
-            )
-            url = core.engine.url.render_as_string(hide_password=True)
+        async with running_service(settings, authenticator) as service:
+            app.state.services, app.state.operations = service.services, service.operations
+            url = service.core.engine.url.render_as_string(hide_password=True)
             log.info("ordergraph ready on %s", url)
             try:
                 yield
             finally:
-                await order_changes.stop()
                 metrics.mark_worker_gone()
 
     async def context(request: Request | WebSocket, _response: Response | None) -> Context:
@@ -181,10 +125,6 @@ def create_app(
 
         instrument_app(app)
     return app
-
-
-def _nothing() -> None:
-    pass
 
 
 def cors_middleware(origins: Sequence[str]) -> Middleware:

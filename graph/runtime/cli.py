@@ -31,29 +31,22 @@ from graph.runtime.startup import (
     StartupError,
     check_connection,
     check_database,
-    connect_args,
 )
+from readmodels.names import PROJECTION_NAMES
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-# Mirrors readmodels.registry.PROJECTION_NAMES (a test checks), which --help must not import.
-PROJECTION_NAMES = ("order_views", "customer_summaries", "daily_sales")
 # Mirrors domain.access.ROLES (a test checks), for the same reason.
 ROLES = ("customer", "staff", "payments")
 
 log = logging.getLogger("ordergraph")
 
 
-def _engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
-    from domain.eventstore.engines import create_engine
+def _engine(settings: Settings, **overrides: Any) -> AsyncEngine:
+    from graph.runtime.composition import engine_for
 
-    return create_engine(
-        settings.database_url,
-        sqlite_synchronous=settings.sqlite_synchronous,
-        connect_args=connect_args(settings),
-        **kwargs,
-    )
+    return engine_for(settings, **overrides)
 
 
 async def _project(settings: Settings) -> None:

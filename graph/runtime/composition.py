@@ -1,27 +1,46 @@
-"""The composition root shared by ``ordergraph serve`` and ``ordergraph project``: engine,
-event store, notifier and (optionally) projector, built and torn down in one place."""
+"""The composition root: every entry point (``serve``, ``project``, ``relay``, ``migrate``,
+``rebuild``, ``projections``, the benchmark and the tests) builds what it runs here, from
+``Settings``, and tears it down here.
+
+``engine_for`` is the one way to an engine; ``running_core`` adds the event store, notifier,
+projector, relay and read targets; ``running_service`` adds what the GraphQL app serves with.
+Nothing is built at import time."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.bus import build_bus
 from domain.eventstore.engines import create_engine
 from domain.eventstore.store import EventStore
+from graph.authn import Authenticator
+from graph.budgets import Budgets
+from graph.context import Services
+from graph.rate_limit import RateLimiter
+from graph.runtime import metrics
+from graph.runtime.health import Operations
 from graph.runtime.settings import Settings
 from graph.runtime.standby_checks import warn_about_standby_settings
 from graph.runtime.startup import connect_args
-from migrations import require_head, upgrade_to_head
+from migrations import head_revision, require_head, upgrade_to_head
 from readmodels.leadership import AdvisoryLeadership
-from readmodels.notifications.inprocess import AppendAnnouncer, InProcessNotifier, Notifier
+from readmodels.names import PROJECTION_NAMES
+from readmodels.notifications.inprocess import AppendAnnouncer, InProcessNotifier
+from readmodels.notifications.messages import Notifier
 from readmodels.notifications.postgres import PostgresNotifier
+from readmodels.operations_bus import OperationsBus
+from readmodels.order_changes import OrderChanges
 from readmodels.projector import Projector
+from readmodels.queries import ReadModelQueries
 from readmodels.read_targets import ReadTargets
-from readmodels.registry import PROJECTION_NAMES, all_projections
+from readmodels.registry import all_projections
+from readmodels.waiting import CheckpointWaiter
 
 if TYPE_CHECKING:
     from integration.relay import Relay
@@ -43,23 +62,7 @@ async def running_core(
 ) -> AsyncIterator[Core]:
     """``relay``: run the integration relay here; by default wherever the projector runs,
     when NATS_URL is set."""
-    args = connect_args(settings)
-    if (
-        not settings.is_sqlite
-    ):  # SQLite's own bound is its busy_timeout (domain/eventstore/engines.py)
-        # Also what bounds a commit that waits for a synchronous standby that is down:
-        # PostgreSQL's statement_timeout does not end that wait, a client-side cancel does.
-        args = {**args, "command_timeout": settings.db_timeout}
-    engine = create_engine(
-        settings.database_url,
-        pool_size=settings.pool_size,
-        max_overflow=settings.pool_size,
-        sqlite_synchronous=settings.sqlite_synchronous,
-        connect_args=args,
-        pool_timeout=settings.db_timeout,
-        # How long a writer waits for another process's write lock before "locked" (a 503).
-        sqlite_busy_seconds=settings.db_timeout,
-    )
+    engine = engine_for(settings)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
         if settings.is_sqlite:
@@ -106,13 +109,7 @@ async def running_core(
             stack.push_async_callback(relaying.stop)
         standbys = []
         for url in settings.read_database_urls:
-            standby = create_engine(
-                url,
-                pool_size=settings.pool_size,
-                max_overflow=settings.pool_size,
-                connect_args=args,
-                pool_timeout=settings.db_timeout,
-            )
+            standby = engine_for(settings, url=url)
             stack.push_async_callback(standby.dispose)
             where = standby.url
             standbys.append((f"{where.host}:{where.port or 5432}/{where.database}", standby))
@@ -131,6 +128,80 @@ async def running_core(
         await reads.start()
         stack.push_async_callback(reads.close)
         yield Core(engine, store, notifier, running, relaying, reads)
+
+
+@dataclass(frozen=True)
+class Service:
+    """What the GraphQL app serves with: the core, the resolvers' services, and what health
+    checks read."""
+
+    core: Core
+    services: Services
+    operations: Operations
+
+
+@contextlib.asynccontextmanager
+async def running_service(
+    settings: Settings, authenticator: Authenticator
+) -> AsyncIterator[Service]:
+    """The core with a projector when RUN_PROJECTOR says so, plus the command bus, the query
+    handlers, the waiters and the orderChanged routing, with the metrics hooked in."""
+    async with running_core(settings, projector=settings.run_projector) as core:
+        core.store.on_batch(metrics.observe_append_batch)
+        core.reads.on_retry = metrics.READ_RETRIES.inc
+        if isinstance(core.notifier, PostgresNotifier):
+            core.notifier.on_reconnect = metrics.NOTIFIER_RECONNECTS.inc
+        if core.projector is not None:
+            core.projector.pass_observers.append(metrics.observe_projector_pass)
+        if settings.tracing:
+            from graph.runtime.tracing import traced_bus
+
+            bus = traced_bus(core.store)
+        else:
+            bus = build_bus(core.store)
+        queries = ReadModelQueries(core.engine)
+        waiter = CheckpointWaiter(core.engine, core.notifier, PROJECTION_NAMES)
+        order_changes = OrderChanges(queries, core.notifier, waiter, core.reads)
+        services = Services(
+            bus=bus,
+            queries=queries,
+            waiter=waiter,
+            notifier=core.notifier,
+            read_wait_seconds=settings.read_wait_seconds,
+            authenticator=authenticator,
+            mutation_limiter=RateLimiter(settings.mutation_rate, settings.mutation_burst),
+            budgets=Budgets(
+                max_subscriptions=settings.max_subscriptions,
+                max_held_reads=settings.max_held_reads,
+                max_wait_ahead=settings.max_wait_ahead,
+            ),
+            order_changes=order_changes,
+            reads=core.reads,
+            projection_ops=OperationsBus(
+                engine=core.engine,
+                projections=all_projections(),
+                notifier=core.notifier,
+                wake_builds=core.projector.wake_builds if core.projector else _nothing,
+            ),
+        )
+        operations = Operations(
+            engine=core.engine,
+            notifier=core.notifier,
+            schema_revision=await asyncio.to_thread(head_revision),
+            runs_projector=core.projector is not None,
+            stall_seconds=settings.stall_seconds,
+            check_timeout=settings.db_connect_timeout,
+            reads=core.reads,
+        )
+        await order_changes.start()
+        try:
+            yield Service(core, services, operations)
+        finally:
+            await order_changes.stop()
+
+
+def _nothing() -> None:
+    pass
 
 
 def _wake_or_announce(projector: Projector, announcer: AppendAnnouncer) -> Callable[[int], None]:
@@ -155,3 +226,26 @@ def build_relay(engine: AsyncEngine, notifier: Notifier, settings: Settings) -> 
         settings.nats_url, settings.nats_stream, settings.nats_subject_prefix
     )
     return Relay(engine, publisher, notifier, poll_interval=settings.poll_interval)
+
+
+def engine_for(settings: Settings, *, url: str | None = None, **overrides: Any) -> AsyncEngine:
+    """The engine of ``DATABASE_URL`` (or of ``url``, a read replica) with every setting that
+    shapes it: pool, timeouts, SQLite's synchronous mode. ``overrides`` replaces keyword
+    arguments of create_engine (a tool that needs a pool of its own size)."""
+    args = connect_args(settings)
+    # SQLite's own bound is its busy_timeout (domain/eventstore/engines.py).
+    if not settings.is_sqlite:
+        # asyncpg's command timeout; also what bounds a commit that waits for a synchronous
+        # standby that is down: PostgreSQL's statement_timeout does not end that wait, a
+        # client-side cancel does.
+        args = {**args, "command_timeout": settings.db_timeout}
+    options: dict[str, Any] = dict(
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_size,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        connect_args=args,
+        pool_timeout=settings.db_timeout,
+        # How long a writer waits for another process's write lock before "locked" (a 503).
+        sqlite_busy_seconds=settings.db_timeout,
+    )
+    return create_engine(url or settings.database_url, **{**options, **overrides})

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 from domain.eventstore.engines import reader
 from domain.eventstore.tables import events
 from integration.relay import RELAY_NAME
-from readmodels.notifications.inprocess import Notifier
+from readmodels.notifications.messages import Notifier
 from readmodels.read_targets import ReadTargets
 from readmodels.tables import checkpoints
 

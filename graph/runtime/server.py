@@ -18,7 +18,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 
 from graph.runtime.settings import InvalidSettings, Settings
-from graph.runtime.startup import USAGE, StartupError, check_database, connect_args
+from graph.runtime.startup import USAGE, StartupError, check_database
 
 
 def tune_gc() -> None:
@@ -67,13 +67,9 @@ def _check_auth(settings: Settings) -> None:
 
 
 async def _preflight(settings: Settings) -> None:
-    from domain.eventstore.engines import create_engine
+    from graph.runtime.composition import engine_for
 
-    engine = create_engine(
-        settings.database_url,
-        sqlite_synchronous=settings.sqlite_synchronous,
-        connect_args=connect_args(settings),
-    )
+    engine = engine_for(settings)
     try:
         await check_database(engine, settings, migrate=settings.is_sqlite)
     finally:

@@ -13,28 +13,19 @@ import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+
+from readmodels.notifications.messages import (
+    Appended,
+    Notification,
+    Notifier,
+    ProjectionUpdate,
+)
 
 log = logging.getLogger("ordergraph.notifier")
 
 
-@dataclass(frozen=True, slots=True)
-class ProjectionUpdate:
-    projection: str
-    position: int
-
-
-# Not a projection: "the event store's head reached this position". Lets a projector in one
-# process wake at once for appends made in another (see AppendAnnouncer).
-APPENDED = "$appended"
-# Not a projection either: "notifications may have been lost (the cross-process listener has
-# just reconnected); re-read whatever you are waiting on". Its position only ever grows.
-RESYNC = "$resync"
-
-
 class AppendAnnouncer:
-    """An ``EventStore.on_append`` listener that publishes the new head as ``APPENDED``.
+    """An ``EventStore.on_append`` listener that publishes the new head (``Appended``).
 
     At most one publish is in flight; heads that arrive meanwhile are folded into the next,
     so a burst of appends costs a NOTIFY or two, not one each."""
@@ -54,27 +45,13 @@ class AppendAnnouncer:
         try:
             while self._announced < self._head:
                 head = self._head
-                await self._notifier.publish(ProjectionUpdate(APPENDED, head))
+                await self._notifier.publish(Appended(head))
                 self._announced = head
         except Exception as error:
             # The appends are committed; the projector finds them at its next poll.
             log.warning("could not announce appends up to %d: %r", self._head, error)
         finally:
             self._task = None
-
-
-class Notifier(Protocol):
-    async def publish(self, update: ProjectionUpdate) -> None:
-        """Tell every subscriber, in every process this notifier reaches."""
-
-    async def publish_many(self, updates: Sequence[ProjectionUpdate]) -> None:
-        """``publish`` for several updates at once (one message where the transport can)."""
-
-    def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[ProjectionUpdate]]:
-        """``async with notifier.subscribe() as updates: async for update in updates: ...``
-
-        Subscribing costs one queue; leaving the block frees it.
-        """
 
 
 class InProcessNotifier:
@@ -88,20 +65,20 @@ class InProcessNotifier:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    async def publish(self, update: ProjectionUpdate) -> None:
+    async def publish(self, update: Notification) -> None:
         self.deliver(update)
 
     async def publish_many(self, updates: Sequence[ProjectionUpdate]) -> None:
         for update in updates:
             self.deliver(update)
 
-    def deliver(self, update: ProjectionUpdate) -> None:
+    def deliver(self, update: Notification) -> None:
         """Hand an update to local subscribers (also used by cross-process notifiers)."""
         for mailbox in self._subscribers:
             mailbox.put(update)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[AsyncIterator[ProjectionUpdate]]:
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[Notification]]:
         mailbox = _Mailbox()
         self._subscribers.add(mailbox)
         try:
@@ -111,24 +88,27 @@ class InProcessNotifier:
 
 
 class _Mailbox:
-    """Latest position per projection not yet taken by the subscriber."""
+    """The latest message per projection (and per other kind) not yet taken by the
+    subscriber."""
 
     def __init__(self) -> None:
-        self._latest: dict[str, int] = {}
+        self._latest: dict[object, Notification] = {}
         self._ready = asyncio.Event()
 
-    def put(self, update: ProjectionUpdate) -> None:
-        if update.position > self._latest.get(update.projection, -1):
-            self._latest[update.projection] = update.position
+    def put(self, update: Notification) -> None:
+        key = update.projection if isinstance(update, ProjectionUpdate) else type(update)
+        held = self._latest.get(key)
+        if held is None or update.position > held.position:
+            self._latest[key] = update
             self._ready.set()
 
     def updates(self) -> _Updates:
         return _Updates(self)
 
-    def take(self) -> dict[str, int]:
+    def take(self) -> list[Notification]:
         self._ready.clear()
         latest, self._latest = self._latest, {}
-        return latest
+        return list(latest.values())
 
 
 class _Updates:
@@ -138,16 +118,13 @@ class _Updates:
 
     def __init__(self, mailbox: _Mailbox) -> None:
         self._mailbox = mailbox
-        self._taken: collections.deque[ProjectionUpdate] = collections.deque()
+        self._taken: collections.deque[Notification] = collections.deque()
 
     def __aiter__(self) -> _Updates:
         return self
 
-    async def __anext__(self) -> ProjectionUpdate:
+    async def __anext__(self) -> Notification:
         while not self._taken:
             await self._mailbox._ready.wait()
-            self._taken.extend(
-                ProjectionUpdate(projection, position)
-                for projection, position in self._mailbox.take().items()
-            )
+            self._taken.extend(self._mailbox.take())
         return self._taken.popleft()

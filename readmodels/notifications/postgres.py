@@ -2,8 +2,8 @@
 
 Each process holds one dedicated asyncpg connection that LISTENs (never a SQLAlchemy pooled
 connection: a LISTEN stays on a connection returned to the pool and can starve it) and hands
-what arrives to an ``InProcessNotifier`` for local fan-out. Payloads are "projection:position",
-far below PostgreSQL's 8000-byte limit.
+what arrives to an ``InProcessNotifier`` for local fan-out. Payloads are "projection:position"
+(``$appended:position`` for an ``Appended``), far below PostgreSQL's 8000-byte limit.
 
 Prefer ``notify_statement`` inside the transaction that advances the checkpoint: PostgreSQL
 delivers a NOTIFY only when (and if) its transaction commits, so nobody hears of a position
@@ -24,7 +24,8 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 
-from readmodels.notifications.inprocess import RESYNC, InProcessNotifier, ProjectionUpdate
+from readmodels.notifications.inprocess import InProcessNotifier
+from readmodels.notifications.messages import Appended, Notification, ProjectionUpdate, Resync
 
 logger = logging.getLogger("ordergraph.notifier")
 
@@ -51,15 +52,22 @@ def asyncpg_dsn(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, rest, parts.fragment))
 
 
-def encode(update: ProjectionUpdate) -> str:
-    return f"{update.projection}:{update.position}"
+# On the wire only: the name an ``Appended`` travels under ("$" starts no projection's name).
+_APPENDED = "$appended"
+
+Crossing = ProjectionUpdate | Appended  # a Resync is local to each process: it never crosses
 
 
-def decode(payload: str) -> ProjectionUpdate:
-    projection, _, position = payload.rpartition(":")
-    if not projection:
-        raise ValueError(f"not a projection update: {payload!r}")
-    return ProjectionUpdate(projection, int(position))
+def encode(update: Crossing) -> str:
+    name = update.projection if isinstance(update, ProjectionUpdate) else _APPENDED
+    return f"{name}:{update.position}"
+
+
+def decode(payload: str) -> Crossing:
+    name, _, position = payload.rpartition(":")
+    if not name:
+        raise ValueError(f"not a notification: {payload!r}")
+    return Appended(int(position)) if name == _APPENDED else ProjectionUpdate(name, int(position))
 
 
 def encode_many(projections: Sequence[str], position: int) -> str:
@@ -67,8 +75,10 @@ def encode_many(projections: Sequence[str], position: int) -> str:
     return f"{','.join(projections)}:{position}"
 
 
-def decode_all(payload: str) -> list[ProjectionUpdate]:
+def decode_all(payload: str) -> list[Crossing]:
     first = decode(payload)
+    if isinstance(first, Appended):
+        return [first]
     return [ProjectionUpdate(name, first.position) for name in first.projection.split(",")]
 
 
@@ -158,15 +168,20 @@ class PostgresNotifier:
     ) -> None:
         await self.close()
 
-    def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[ProjectionUpdate]]:
+    def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Notification]]:
         return self._local.subscribe()
 
     def notify_statement(self, update: ProjectionUpdate) -> sa.TextClause:
         return notify_statement(update, channel=self.channel)
 
-    async def publish(self, update: ProjectionUpdate) -> None:
+    async def publish(self, update: Notification) -> None:
         """Deliver to this process's subscribers directly, and NOTIFY the others (autocommit)."""
-        await self.publish_many([update])
+        if isinstance(update, ProjectionUpdate):
+            await self.publish_many([update])
+        elif isinstance(update, Appended):
+            await self._send([update], [encode(update)])
+        else:
+            self._local.deliver(update)
 
     async def publish_many(self, updates: Sequence[ProjectionUpdate]) -> None:
         """As ``publish``, with one NOTIFY for all the updates that share a position."""
@@ -174,6 +189,9 @@ class PostgresNotifier:
         for update in updates:
             by_position.setdefault(update.position, []).append(update.projection)
         payloads = [encode_many(names, position) for position, names in by_position.items()]
+        await self._send(updates, payloads)
+
+    async def _send(self, updates: Sequence[Crossing], payloads: Sequence[str]) -> None:
         # This process's subscribers first: they should not wait for a round trip through
         # PostgreSQL under load (read-your-writes latency), and our own NOTIFY is skipped
         # when it comes back (see _on_notification).
@@ -269,7 +287,7 @@ class PostgresNotifier:
             # on positions, so telling them to re-read the checkpoints (now that anything
             # committed from here on will be heard) makes up for whatever was lost.
             logger.info("LISTEN on %s re-established", self.channel)
-            self._local.deliver(ProjectionUpdate(RESYNC, self._generation))
+            self._local.deliver(Resync(self._generation))
             if self.on_reconnect is not None:
                 self.on_reconnect()
             return
