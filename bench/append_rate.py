@@ -17,9 +17,9 @@ from pathlib import Path
 
 from domain.bus import CommandBus, build_bus
 from domain.commands import PlaceOrder, new_id
-from domain.eventstore.engines import create_engine
 from domain.eventstore.store import EventStore
 from domain.values import Address, OrderLine
+from graph.runtime.composition import engine_for_url
 from migrations import upgrade_to_head
 
 ADDRESS = Address(line1="1 Main St", city="Springfield", postal_code="12345", country="US")
@@ -50,7 +50,7 @@ async def _concurrent(bus: CommandBus, orders: int, concurrency: int) -> float:
 
 
 async def run(url: str, orders: int, concurrency: int) -> None:
-    engine = create_engine(url, pool_size=concurrency + 2)
+    engine = engine_for_url(url, pool_size=concurrency + 2)
     try:
         await upgrade_to_head(engine)
         bus = build_bus(EventStore(engine))

@@ -27,8 +27,8 @@ from sqlalchemy.engine import make_url
 from bench.append_rate import _concurrent, _sequential
 from bench.workloads import ADDRESS, ITEMS, TOTAL
 from domain.bus import build_bus
-from domain.eventstore.engines import create_engine
 from domain.eventstore.store import EventStore
+from graph.runtime.composition import engine_for_url
 from migrations import upgrade_to_head
 
 WARM_UP = 50
@@ -92,7 +92,7 @@ def eventsourcing_rates(database_url: str, orders: int, concurrency: int) -> dic
 
 
 async def ordergraph_rates(database_url: str, orders: int, concurrency: int) -> dict[str, float]:
-    engine = create_engine(database_url, pool_size=concurrency + 2)
+    engine = engine_for_url(database_url, pool_size=concurrency + 2)
     try:
         await upgrade_to_head(engine)
         bus = build_bus(EventStore(engine))

@@ -30,8 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.append_rate import _command
 from bench.databases import throwaway
 from domain.bus import build_bus
-from domain.eventstore.engines import create_engine
 from domain.eventstore.store import EventStore
+from graph.runtime.composition import engine_for_url
 from integration.contract import to_message
 from integration.jetstream import JetStreamPublisher
 from integration.relay import RELAY_NAME, Relay
@@ -82,7 +82,7 @@ async def run(backend: str, url: str | None, orders: int, seconds: float) -> dic
 
 
 async def _on(url: str, orders: int, seconds: float) -> dict[str, Any]:
-    engine = create_engine(url, pool_size=20, max_overflow=20)
+    engine = engine_for_url(url, pool_size=20, max_overflow=20)
     try:
         await upgrade_to_head(engine)
         return await _measure(engine, orders, seconds)

@@ -24,10 +24,10 @@ import sqlalchemy as sa
 
 from domain import events
 from domain.eventstore import codec
-from domain.eventstore.engines import create_engine
 from domain.eventstore.repository import stream_id
 from domain.eventstore.tables import events as events_table
 from domain.values import Address, OrderLine
+from graph.runtime.composition import engine_for_url
 from migrations import upgrade_to_head
 from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.rebuild import rebuild
@@ -73,7 +73,7 @@ def _rows(order: int) -> list[dict[str, Any]]:
 
 async def fill(database_url: str, total_events: int) -> int:
     """Insert ``total_events`` (rounded up to whole orders of 4 events); return the head."""
-    engine = create_engine(database_url, sqlite_synchronous="NORMAL")
+    engine = engine_for_url(database_url, sqlite_synchronous="NORMAL")
     try:
         await upgrade_to_head(engine)
         orders = -(-total_events // 4)
@@ -92,7 +92,7 @@ async def fill(database_url: str, total_events: int) -> int:
 
 async def rebuild_all(database_url: str) -> dict[str, Any]:
     """Rebuild every projection (together, as `ordergraph rebuild --all` does)."""
-    engine = create_engine(database_url)
+    engine = engine_for_url(database_url)
     try:
         started = time.perf_counter()
         done = await rebuild(engine, all_projections(), InProcessNotifier(), batch_size=5000)

@@ -29,9 +29,9 @@ from typing import Any
 
 import aiohttp
 
-from tests.replica_pair import ReplicaSet, replica_set
-from tests.serving import graphql_ws, serve_process
-from tests.test_graphql_e2e import PLACE, place_input
+from tests.support.graphql import PLACE, place_input
+from tests.support.replica_pair import ReplicaSet, replica_set
+from tests.support.serving import graphql_ws, serve_process
 
 ORDER = "query($id: ID!, $p: Position) { order(id: $id, atLeast: $p) { id } }"
 CAUGHT_UP = "subscription($p: Position!) { caughtUp(position: $p) { position } }"

@@ -17,13 +17,13 @@ from pathlib import Path
 import aiosqlite
 import sqlalchemy as sa
 
-from domain.eventstore.engines import create_engine
+from graph.runtime.composition import engine_for_url
 
 N = 2000
 
 
 async def _through_sqlalchemy(url: str) -> float:
-    engine = create_engine(url)
+    engine = engine_for_url(url)
     try:
         async with engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))

@@ -34,7 +34,7 @@ from readmodels.projector import Projector
 from readmodels.queries import ReadModelQueries
 from readmodels.registry import all_projections
 from readmodels.waiting import CheckpointWaiter
-from tests.jetstream import jetstream  # noqa: F401 - the relay tests' JetStream fixture
+from tests.support.jetstream import jetstream  # noqa: F401 - the relay tests' JetStream fixture
 
 ADMIN_URL = os.environ.get(
     "ORDERGRAPH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"

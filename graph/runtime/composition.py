@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -249,3 +250,9 @@ def engine_for(settings: Settings, *, url: str | None = None, **overrides: Any) 
         sqlite_busy_seconds=settings.db_timeout,
     )
     return create_engine(url or settings.database_url, **{**options, **overrides})
+
+
+def engine_for_url(database_url: str, **overrides: Any) -> AsyncEngine:
+    """``engine_for`` with this process's settings but this DATABASE_URL: for tools (the
+    benchmark) that pick their own throwaway databases."""
+    return engine_for(Settings.from_env({**os.environ, "DATABASE_URL": database_url}), **overrides)

@@ -73,7 +73,8 @@ def instrument_engine(engine: AsyncEngine) -> None:
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
     # Its declared range stops below SQLAlchemy 2.1, which we run; it hooks the engine's
-    # cursor events, which 2.1 keeps (tests/test_tracing.py checks the statements' spans).
+    # cursor events, which 2.1 keeps (tests/integration/test_tracing.py checks the statements'
+    # spans).
     instrumentor = SQLAlchemyInstrumentor()  # one per process: it traces the latest engine
     if instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.uninstrument()

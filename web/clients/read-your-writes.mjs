@@ -1,6 +1,6 @@
 // How a JavaScript client reads its own writes from ordergraph, with Apollo Client 4 (and its
 // persisted-query link) and with urql: the recipes of docs/clients.md, run by
-// tests/test_js_clients.py against a live server. Usage: node read-your-writes.mjs GRAPHQL_URL
+// tests/e2e/test_js_clients.py against a live server. Usage: node read-your-writes.mjs GRAPHQL_URL
 import { createHash } from "node:crypto";
 
 import { ApolloClient, ApolloLink, HttpLink, InMemoryCache, gql } from "@apollo/client";

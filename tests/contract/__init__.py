@@ -1,0 +1,2 @@
+"""Contract tests: the event store, the handlers and the projections, each run on SQLite and on
+PostgreSQL."""

@@ -1,0 +1,1 @@
+"""End to end: a running app over real HTTP and WebSocket, and real browsers."""

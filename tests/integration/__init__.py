@@ -1,0 +1,2 @@
+"""Integration tests: several processes, servers of our own (PostgreSQL, NATS), faults and
+operations."""

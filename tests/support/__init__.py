@@ -1,0 +1,2 @@
+"""Shared test helpers: servers, databases, brokers, browsers and builders, used by the tests and
+the benchmark."""
