@@ -10,7 +10,7 @@ and for introspection the schema's own counts (types, and the fields, arguments,
 values... a type has on average). Fragments are costed once each, so the walk is linear in the
 document; the depth limit's blind spot, introspection, is counted like any other field.
 
-It runs per request (graph/documents.py), after validation, because ``first`` is often a
+It runs per request (graph/document_cache.py), after validation, because ``first`` is often a
 variable: priced at its worst, a page size chosen by the client would be refused.
 """
 

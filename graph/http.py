@@ -47,7 +47,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
-from graph.documents import cached_documents
+from graph.document_cache import cached_documents
 from graph.outages import RETRY_AFTER_SECONDS, any_unavailable, caused_by_outage, unavailable
 from graph.persisted_queries import PersistedQueries, PersistedQueryError
 from graph.runtime.request_log import current_request

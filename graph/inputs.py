@@ -26,7 +26,7 @@ from domain.limits import (
     text_problem,
 )
 from domain.values import Address, OrderLine
-from graph import input_plans
+from graph import input_conversion
 
 COUNTRY_PATTERN = re.compile(r"[A-Z]{2}")
 MAX_ITEMS = 1000  # the aggregate's rule is 100 lines; this only bounds the work of checking
@@ -97,7 +97,7 @@ class CancelOrderInput:
     reason: str
 
 
-input_plans.install(
+input_conversion.install(
     PlaceOrderInput,
     ChangeShippingAddressInput,
     PayOrderInput,
