@@ -136,7 +136,8 @@ class LoggingMaskErrors(MaskErrors):
         )
 
     def _process_result(self, result: object) -> None:
-        # The base class asks isinstance() of a runtime-checkable Protocol: 3% of a request.
+        # The base class asks isinstance() of a runtime-checkable Protocol, which is slow per
+        # request (docs/performance.md).
         errors = getattr(result, "errors", None)
         if errors:
             result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
