@@ -41,10 +41,9 @@ from graphql import (
 )
 
 from domain.limits import MAX_LINES
-from readmodels.queries import MAX_HISTORY
+from readmodels.queries import MAX_HISTORY, MAX_PAGE
 
 DEFAULT_PAGE = 20
-MAX_PAGE = 100
 # Lists of the schema whose length is bounded elsewhere (domain/limits.py, graph/queries.py).
 DATA_LISTS: Mapping[str, int] = {
     "lines": MAX_LINES,

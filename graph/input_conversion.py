@@ -1,13 +1,12 @@
 """Builds our input classes from GraphQL input values with a plan made once per class.
 
-Strawberry's generic conversion (``convert_argument``) re-reads every field's annotation,
-name and container types on every request, a large share of placeOrder's CPU time
-(docs/performance.md). Our inputs are plain: scalars graphql-core has already parsed (``Decimal`` included),
-nested inputs, lists of them, optional fields that default to ``None``. For such a class the
-conversion is a fixed plan, computed here from strawberry's own definition and installed
-through its ``from_input`` hook (``StrawberryObjectDefinition.from_input``, the extension point
-integrations such as strawberry.pydantic use).
-"""
+Strawberry's generic conversion (``convert_argument``) re-reads every field's annotation, name
+and container types on every request, a large share of placeOrder's CPU time
+(docs/performance.md). Our inputs are plain: scalars graphql-core has already parsed
+(``Decimal`` included), nested inputs, lists of them, optional fields that default to ``None``.
+For such a class the conversion is a fixed plan, computed here from strawberry's own definition
+and installed through its ``from_input`` hook (``StrawberryObjectDefinition.from_input``, the
+extension point integrations such as strawberry.pydantic use)."""
 
 from __future__ import annotations
 

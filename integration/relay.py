@@ -42,7 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.eventstore.engines import is_sqlite, reader, write_transaction
-from domain.eventstore.store import RecordedEvent, read_after
+from domain.eventstore.store import RecordedEvent, head_on, read_after
 from domain.eventstore.tables import events
 from integration.contract import to_message
 from readmodels.notifications.messages import Notifier, ProjectionUpdate
@@ -188,7 +188,7 @@ class Relay:
                 )
                 or 0
             )
-            head = int(await conn.scalar(sa.select(sa.func.max(events.c.position))) or 0)
+            head = await head_on(conn)
             oldest = await conn.scalar(
                 sa.select(events.c.recorded_at)
                 .where(events.c.position > position)

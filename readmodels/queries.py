@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.eventstore.engines import reader
-from domain.eventstore.tables import events
+from domain.eventstore.store import head_on
 from readmodels.names import CUSTOMER_SUMMARIES, DAILY_SALES, ORDER_VIEWS
 from readmodels.tables import (
     checkpoints,
@@ -238,7 +238,7 @@ class ReadModelQueries:
     async def head_position(self) -> int:
         """The event store's head: how far the projections have to go (as in their lag)."""
         async with self._engine.connect() as conn:
-            return int(await conn.scalar(sa.select(sa.func.max(events.c.position))) or 0)
+            return await head_on(conn)
 
     async def orders(
         self,
@@ -312,7 +312,7 @@ class ReadModelQueries:
             query = query.where(checkpoints.c.name.in_(names))
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-            head = int(await conn.scalar(sa.select(sa.func.max(events.c.position))) or 0)
+            head = await head_on(conn)
             wanted = [row.name for row in rows]
             version_rows = (
                 await conn.execute(

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.eventstore.engines import write_transaction
-from domain.eventstore.tables import events
+from domain.eventstore.store import head_on
 from readmodels.builds import (
     BUILDING,
     Builder,
@@ -129,7 +129,7 @@ async def _positions(
 
 async def _head(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
-        return int(await conn.scalar(sa.select(sa.func.max(events.c.position))) or 0)
+        return await head_on(conn)
 
 
 INTERRUPTED_NOTE = "rebuild interrupted; the projector or the next rebuild resumes it from here"

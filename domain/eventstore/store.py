@@ -41,6 +41,7 @@ __all__ = [
     "NewEvent",
     "RecordedEvent",
     "StreamState",
+    "head_on",
     "read_after",
 ]
 
@@ -104,8 +105,7 @@ class EventStore:
 
     async def head_position(self) -> int:
         async with self._reader.connect() as conn:
-            head = await conn.scalar(sa.select(sa.func.max(events.c.position)))
-        return int(head or 0)
+            return await head_on(conn)
 
     async def find_command(self, command: CommandRecord) -> AppendResult | None:
         """The first result of this command id, if it was handled before (see append)."""
@@ -120,6 +120,12 @@ class EventStore:
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
+
+
+async def head_on(conn: AsyncConnection) -> int:
+    """The global position of the last event stored (0 for an empty store), on the caller's
+    connection."""
+    return int(await conn.scalar(sa.select(sa.func.max(events.c.position))) or 0)
 
 
 async def read_after(conn: AsyncConnection, after: int, limit: int) -> list[RecordedEvent]:

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from domain.eventstore.engines import reader
+from domain.eventstore.store import head_on
 from domain.eventstore.tables import events
 from integration.relay import RELAY_NAME
 from readmodels.notifications.messages import Notifier
@@ -68,7 +69,7 @@ async def projection_health(
     """The head and each projection's health, in a few indexed reads."""
     now = now or datetime.now(UTC)
     async with asyncio.timeout(within), reader(engine).connect() as conn:
-        head = int(await conn.scalar(sa.select(sa.func.max(events.c.position))) or 0)
+        head = await head_on(conn)
         rows = (await conn.execute(sa.select(checkpoints).order_by(checkpoints.c.name))).all()
         found = []
         for row in rows:
