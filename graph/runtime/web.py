@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 
 log = logging.getLogger("ordergraph")
 
-WEB_DIST = Path(__file__).resolve().parent.parent / "web" / "dist"
+WEB_DIST = Path(__file__).resolve().parents[2] / "web" / "dist"
 
 NOT_BUILT = (
     "The browser pages are not built (web/dist is missing): run `make install` with Node.js 18+"
