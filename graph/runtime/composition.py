@@ -17,15 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.bus import build_bus
 from domain.eventstore.engines import create_engine
 from domain.eventstore.store import EventStore
-from graph.authn import Authenticator
-from graph.budgets import Budgets
-from graph.context import Services
-from graph.rate_limit import RateLimiter
-from graph.runtime import metrics
-from graph.runtime.health import Operations
 from graph.runtime.settings import Settings
 from graph.runtime.standby_checks import warn_about_standby_settings
 from graph.runtime.startup import connect_args
@@ -35,15 +28,14 @@ from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.inprocess import AppendAnnouncer, InProcessNotifier
 from readmodels.notifications.messages import Notifier
 from readmodels.notifications.postgres import PostgresNotifier
-from readmodels.operations_bus import OperationsBus
-from readmodels.order_changes import OrderChanges
 from readmodels.projector import Projector
-from readmodels.queries import ReadModelQueries
 from readmodels.read_targets import ReadTargets
 from readmodels.registry import all_projections
-from readmodels.waiting import CheckpointWaiter
 
 if TYPE_CHECKING:
+    from graph.authn import Authenticator
+    from graph.context import Services
+    from graph.runtime.health import Operations
     from integration.relay import Relay
 
 
@@ -147,6 +139,20 @@ async def running_service(
 ) -> AsyncIterator[Service]:
     """The core with a projector when RUN_PROJECTOR says so, plus the command bus, the query
     handlers, the waiters and the orderChanged routing, with the metrics hooked in."""
+    # Imported here, not at the top: the metrics module creates its multiprocess files on
+    # import, and the processes that need only an engine or a core (the projector, the
+    # preflight of ``serve --workers``) must not, nor pay for the GraphQL layer.
+    from domain.bus import build_bus
+    from graph.budgets import Budgets
+    from graph.context import Services
+    from graph.rate_limit import RateLimiter
+    from graph.runtime import metrics
+    from graph.runtime.health import Operations
+    from readmodels.operations_bus import OperationsBus
+    from readmodels.order_changes import OrderChanges
+    from readmodels.queries import ReadModelQueries
+    from readmodels.waiting import CheckpointWaiter
+
     async with running_core(settings, projector=settings.run_projector) as core:
         core.store.on_batch(metrics.observe_append_batch)
         core.reads.on_retry = metrics.READ_RETRIES.inc
