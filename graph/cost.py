@@ -10,8 +10,10 @@ and for introspection the schema's own counts (types, and the fields, arguments,
 values... a type has on average). Fragments are costed once each, so the walk is linear in the
 document; the depth limit's blind spot, introspection, is counted like any other field.
 
-It runs per request (graph/document_cache.py), after validation, because ``first`` is often a
-variable: priced at its worst, a page size chosen by the client would be refused.
+It runs after validation, because ``first`` is often a variable: priced at its worst, a page
+size chosen by the client would be refused. The price depends on nothing else, so each
+document keeps its verdicts (``CostVerdicts``, graph/document_cache.py) by operation and by the
+values of the variables that set ``first``: most documents have none, and are priced once.
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ class QueryCost:
         self._fragments: dict[tuple[str, bool], float] = {}
         self._visiting: set[str] = set()
         self._defaults: dict[str, int] = {}
+        self.read: set[str] = set()  # the variables the cost depended on
 
     def of(self, operation: OperationDefinitionNode) -> int:
         # A variable the request leaves out takes its default: price what will run.
@@ -140,6 +143,7 @@ class QueryCost:
         first: Any = next((a.value for a in field.arguments or () if a.name.value == "first"), None)
         if isinstance(first, VariableNode):
             variable = first.name.value
+            self.read.add(variable)
             first = self._variables.get(variable, self._defaults.get(variable))
             if first is None:
                 return DEFAULT_PAGE if name in CONNECTIONS else 1
@@ -151,26 +155,73 @@ class QueryCost:
         return DATA_LISTS.get(name, 1)
 
 
-def cost_error(
+def _priced(
     schema: GraphQLSchema,
     document: DocumentNode,
     operation_name: str | None,
     variables: Mapping[str, Any] | None,
     max_cost: int,
-) -> GraphQLError | None:
-    """The refusal of the operation that would run, if it costs more than ``max_cost``."""
+) -> tuple[GraphQLError | None, frozenset[str]]:
+    """The refusal (or None) and the variables the price depended on."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is not None:
         operations = [o for o in operations if o.name and o.name.value == operation_name]
     if len(operations) != 1:
-        return None  # no such operation, or ambiguous: refused elsewhere
-    cost = QueryCost(schema, document, variables).of(operations[0])
+        return None, frozenset()  # no such operation, or ambiguous: refused elsewhere
+    pricing = QueryCost(schema, document, variables)
+    cost = pricing.of(operations[0])
+    read = frozenset(pricing.read)
     if cost <= max_cost:
-        return None
+        return None, read
     shown = f"{cost:,}" if cost < 10**12 else "over a trillion"
     return GraphQLError(
         f"query cost {shown} exceeds the limit of {max_cost:,}: ask for fewer items (first),"
         " fewer aliases or less nesting",
         operations[0],
         extensions={"code": "QUERY_TOO_COSTLY"},
-    )
+    ), read
+
+
+_ABSENT = object()  # a variable the request leaves out (its default applies), not null
+MAX_VERDICTS = 64  # per document: bounds what clients varying ``first`` can make us keep
+
+
+class CostVerdicts:
+    """``cost_error`` for one document, remembered by operation name and by the values of
+    the variables the price read (those given to ``first``)."""
+
+    def __init__(self, schema: GraphQLSchema, document: DocumentNode, max_cost: int) -> None:
+        self._schema = schema
+        self._document = document
+        self._max_cost = max_cost
+        self._depends_on: dict[str | None, tuple[str, ...]] = {}
+        self._verdicts: dict[tuple[object, ...], GraphQLError | None] = {}
+
+    def error(
+        self, operation_name: str | None, variables: Mapping[str, Any] | None
+    ) -> GraphQLError | None:
+        names = self._depends_on.get(operation_name)
+        key = None if names is None else _key(operation_name, names, variables or {})
+        if key is not None and key in self._verdicts:
+            return self._verdicts[key]
+        refused, read = _priced(
+            self._schema, self._document, operation_name, variables, self._max_cost
+        )
+        names = self._depends_on[operation_name] = tuple(sorted(read))
+        key = _key(operation_name, names, variables or {})
+        if key is not None and len(self._verdicts) < MAX_VERDICTS:
+            self._verdicts[key] = refused
+        return refused
+
+
+def _key(
+    operation_name: str | None, names: tuple[str, ...], variables: Mapping[str, Any]
+) -> tuple[object, ...] | None:
+    """None when a value cannot be a key (a list, an object: coercion refuses it anyway)."""
+    values: list[object] = [operation_name]
+    for name in names:
+        value = variables.get(name, _ABSENT)
+        if not (value is _ABSENT or value is None or isinstance(value, int | float | str)):
+            return None
+        values.append((type(value), value))  # True and 1 are equal keys, not equal prices
+    return tuple(values)

@@ -32,7 +32,7 @@ from strawberry.schema.schema import validate_document
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
-from graph.cost import cost_error
+from graph.cost import CostVerdicts
 
 MAX_DOCUMENTS = 128  # distinct query texts kept (strawberry's caches kept as many); bounds memory
 
@@ -43,6 +43,7 @@ class _Document:
     errors: list[GraphQLError] | None = field(default=None)  # None until validated once
     # The metrics and log label of each operation in it, by operation name (see operation_label)
     labels: dict[str | None, str] = field(default_factory=dict)
+    costs: CostVerdicts | None = None  # made with the first request that is priced
 
 
 MAX_LABELLED_FIELDS = 3  # more root fields than this are labelled "multiple": bounded labels
@@ -143,13 +144,15 @@ def cached_documents(
                 and not context.pre_execution_errors
                 and context.graphql_document is not None
             ):
-                refused = cost_error(
-                    context.schema._schema,
-                    context.graphql_document,
-                    provided,
-                    context.variables,
-                    max_cost,
-                )
+                if cached is None:  # a pre-parsed document: priced once, here
+                    costs = CostVerdicts(context.schema._schema, context.graphql_document, max_cost)
+                elif cached.costs is None:
+                    costs = cached.costs = CostVerdicts(
+                        context.schema._schema, context.graphql_document, max_cost
+                    )
+                else:
+                    costs = cached.costs
+                refused = costs.error(provided, context.variables)
                 if refused is not None:
                     context.pre_execution_errors = [refused]
             yield

@@ -10,10 +10,12 @@ customer may see is the read side's ``scope`` argument, from ``customer_scope``.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable
 from typing import Any
 
 import strawberry
 from strawberry.exceptions import StrawberryGraphQLError
+from strawberry.extensions.field_extension import AsyncExtensionResolver, SyncExtensionResolver
 from strawberry.permission import BasePermission, PermissionExtension
 
 from domain import access
@@ -59,12 +61,41 @@ def _refusal(code: str, message: str, **extra: object) -> StrawberryGraphQLError
     return StrawberryGraphQLError(message, extensions={"code": code, **extra})
 
 
+class Guard(PermissionExtension):
+    """strawberry's PermissionExtension with one synchronous check and no coroutine of its own.
+
+    The stock ``resolve_async`` is a coroutine wrapped around the resolver's: a frame more on
+    every resume of every guarded field, and an ``await_maybe`` of a check that is never
+    awaitable here. This one checks, then hands back the resolver's own awaitable (or async
+    generator, for subscriptions) for strawberry to await.
+    """
+
+    def __init__(self, permission: Allowed, *, fail_silently: bool) -> None:
+        super().__init__([permission], use_directives=False, fail_silently=fail_silently)
+        self.permission = permission
+
+    def resolve(self, next_: SyncExtensionResolver, source: Any, info: Info, **kwargs: Any) -> Any:
+        if not self.permission.has_permission(source, info):
+            return [] if self.return_empty_list else None
+        return next_(source, info, **kwargs)
+
+    def resolve_async(  # type: ignore[override]
+        self, next_: AsyncExtensionResolver, source: Any, info: Info, **kwargs: Any
+    ) -> Awaitable[Any] | Any:
+        if not self.permission.has_permission(source, info):
+            return _refused([] if self.return_empty_list else None)
+        return next_(source, info, **kwargs)
+
+
+async def _refused(value: Any) -> Any:
+    return value
+
+
 def allow(action: Action, *, fail_silently: bool = False) -> PermissionExtension:
     """The field's extension. ``fail_silently``: a refused nullable field is null instead."""
     rate_limited = action in access.MUTATIONS
-    return PermissionExtension(
-        permissions=[Allowed(action, rate_limited=rate_limited, silent=fail_silently)],
-        use_directives=False,
+    return Guard(
+        Allowed(action, rate_limited=rate_limited, silent=fail_silently),
         fail_silently=fail_silently,
     )
 

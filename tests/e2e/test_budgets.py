@@ -297,3 +297,28 @@ async def test_a_body_that_never_ends_gets_408(toy_url: str) -> None:
 
     assert received.startswith(b"HTTP/1.1 408"), received
     assert b"Request body not received in time." in received
+
+
+async def test_one_document_is_priced_by_the_page_size_each_request_gives(server: Server) -> None:
+    """Verdicts are kept per document: the same text asked again with another ``first``
+    (given, null, or left to its default) gets the price of what it will run."""
+    await _caught_up(server, (await server.place())["position"])
+    query = (
+        "query($n: Int = 100) { a0: orders(first: $n) { edges { node { "
+        + ORDER_FIELDS
+        + " } } } }"
+    )
+    # null is the default page (20), a variable left out its default (100): not the same
+    asked = [({"n": 1}, 200), ({"n": 100}, 400), ({"n": 1}, 200), ({}, 400), ({"n": None}, 200)]
+    asked += [({"n": 100}, 400), ({"n": 2}, 200)]
+    for variables, status in asked:
+        response = await server.http.post(
+            "/graphql",
+            json={"query": query, "variables": variables},
+            headers={"Accept": GRAPHQL_RESPONSE_JSON},
+        )
+        assert response.status_code == status, (variables, response.text)
+        if status == 400:
+            assert "query cost" in response.json()["errors"][0]["message"]
+        else:
+            assert response.json()["data"]["a0"]["edges"], variables
