@@ -304,9 +304,7 @@ async def test_one_document_is_priced_by_the_page_size_each_request_gives(server
     (given, null, or left to its default) gets the price of what it will run."""
     await _caught_up(server, (await server.place())["position"])
     query = (
-        "query($n: Int = 100) { a0: orders(first: $n) { edges { node { "
-        + ORDER_FIELDS
-        + " } } } }"
+        "query($n: Int = 100) { a0: orders(first: $n) { edges { node { " + ORDER_FIELDS + " } } } }"
     )
     # null is the default page (20), a variable left out its default (100): not the same
     asked = [({"n": 1}, 200), ({"n": 100}, 400), ({"n": 1}, 200), ({}, 400), ({"n": None}, 200)]
