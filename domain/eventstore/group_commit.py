@@ -1,9 +1,12 @@
 """Group commit: the appends that arrive while one transaction commits share the next one.
 
 One writer task per store drains a queue of pending appends. A batch costs one transaction,
-one commit (one fsync) and four statements however many appends it holds: read the versions
-of the streams it touches, read the command ids it carries, insert all events, insert all
-command records. Each append in it still gets exactly its own outcome: a stale expected
+one commit (one fsync) and at most four statements however many appends it holds: read the
+versions of the streams it touches, read the command ids it carries, insert all events, insert
+all command records. Streams expected not to exist yet (every placeOrder) are not read: the
+unique (stream, version) key refuses the insert if one does, and that append alone meets its
+VersionConflict the way any refused append does (below). Each append in it still gets exactly
+its own outcome: a stale expected
 version is that append's VersionConflict, a repeated command id that append's first result;
 the others commit. If the batch as a whole fails, its appends are tried again in one
 transaction, halved in savepoints until each part commits or is a single append the database
@@ -172,8 +175,8 @@ class GroupCommitWriter:
         self, conn: AsyncConnection, pending: PendingAppend, error: Exception
     ) -> Exception:
         if isinstance(error, IntegrityError):
-            # Unreachable while appends are serialized; kept so that a lost race can only
-            # ever surface as the typed conflict, never as an overwrite.
+            # A stream expected not to exist that does (its version was not read first), or,
+            # unreachable while appends are serialized, a lost race: the typed conflict.
             versions = await _stream_versions(conn, [pending.stream_id])
             expected = pending.expected if isinstance(pending.expected, int) else None
             return VersionConflict(pending.stream_id, expected, versions.get(pending.stream_id, 0))
@@ -206,7 +209,7 @@ class GroupCommitWriter:
     async def _write(
         self, conn: AsyncConnection, batch: list[PendingAppend]
     ) -> dict[PendingAppend, AppendResult | Exception]:
-        versions = await _stream_versions(conn, {p.stream_id for p in batch})
+        versions = await _stream_versions(conn, {p.stream_id for p in batch if _may_exist(p)})
         previous = await stored_commands(conn, [p.command.command_id for p in batch if p.command])
         outcomes: dict[PendingAppend, AppendResult | Exception] = {}
         first_of: dict[str, PendingAppend] = {}  # command id -> its append in this batch
@@ -362,7 +365,13 @@ _COMMANDS = sa.select(
 ).where(commands.c.command_id.in_(sa.bindparam("ids", expanding=True)))
 
 
+def _may_exist(pending: PendingAppend) -> bool:
+    return not (pending.expected is StreamState.NO_STREAM or pending.expected == 0)
+
+
 async def _stream_versions(conn: AsyncConnection, stream_ids: Any) -> dict[str, int]:
+    if not stream_ids:
+        return {}
     rows = await conn.execute(_STREAM_VERSIONS, {"ids": list(stream_ids)})
     return {stream_id: int(version) for stream_id, version in rows}
 

@@ -50,6 +50,26 @@ async def test_expected_no_stream_refuses_an_existing_stream(store: EventStore) 
     assert len(await store.read_stream("s-1")) == 1
 
 
+async def test_a_new_stream_that_exists_fails_alone_in_its_batch(store: EventStore) -> None:
+    """New streams' versions are not read before the insert: the stream that exists after
+    all is refused by the database, as that append's own conflict; its batch commits."""
+    await store.append("taken", [new_event(), new_event()], StreamState.NO_STREAM)
+
+    outcomes = await asyncio.gather(
+        *(store.append(f"new-{n}", [new_event(n)], StreamState.NO_STREAM) for n in range(4)),
+        store.append("taken", [new_event(9)], StreamState.NO_STREAM),
+        *(store.append(f"new-{n}", [new_event(n)], 0) for n in range(4, 8)),
+        return_exceptions=True,
+    )
+
+    conflict = outcomes[4]
+    assert isinstance(conflict, VersionConflict)
+    assert (conflict.expected, conflict.actual) == (None, 2)
+    assert all(not isinstance(o, BaseException) for o in outcomes[:4] + outcomes[5:])
+    assert [e.data["n"] for e in await store.read_stream("taken")] == [0, 0]
+    assert len(await store.read_all(after=0)) == 2 + 8
+
+
 async def test_expected_exact_version_must_match(store: EventStore) -> None:
     await store.append("s-1", [new_event(), new_event()], StreamState.NO_STREAM)
 
