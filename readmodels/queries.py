@@ -7,6 +7,7 @@ page is one indexed range scan however deep it is, and rows inserted meanwhile n
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -188,18 +189,41 @@ def decode_cursor(cursor: str) -> int:
 class ReadModelQueries:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = reader(engine)  # every query here is one statement, or may as well be
+        # The version each projection was active at when last read here: the version a
+        # look-up by key tries first (see _by_key).
+        self._seen: dict[str, int] = {}
 
     # ``scope``: the one customer whose rows the caller may see (domain/access.py), or None
     # for all. Another customer's row is then simply not there.
 
     async def order(self, order_id: str, scope: str | None = None) -> OrderView | None:
-        async with self._engine.connect() as conn:
-            views = await _active(conn, order_views, ORDER_VIEWS)
-            query = sa.select(views).where(views.c.order_id == order_id)
-            if scope is not None:
-                query = query.where(views.c.customer_id == scope)
-            row = (await conn.execute(query)).first()
+        row = await self._by_key(order_views, ORDER_VIEWS, order_id, scope)
         return None if row is None else _order(row)
+
+    async def _by_key(
+        self, definition: sa.Table, projection: str, key: str, scope: str | None
+    ) -> Any:
+        """The row of ``definition`` with primary key ``key`` (and ``customer_id`` ``scope``)
+        in the projection's active version, or None: in one statement, which reads the
+        active version beside the row (one snapshot, so the same answer as reading the
+        version first, as ``_active`` does), from the table of the version seen last time.
+        Only after a switch is it read again, from the table it names."""
+        version = self._seen.get(projection, 1)
+        async with self._engine.connect() as conn:
+            for _ in range(2):  # a second switch between the two: answered from the second
+                statement = _row_with_version(table_at(definition, version), scope is not None)
+                found = (
+                    await conn.execute(
+                        statement, {"projection": projection, "key": key, "scope": scope}
+                    )
+                ).first()
+                active = 1 if found is None else int(found.active_version or 1)
+                if found is None or active == version:
+                    break  # no checkpoint row yet (version 1), or read at the active version
+                version = self._seen[projection] = active
+        if found is None or found.matched is None:
+            return None
+        return found
 
     async def order_history(self, order_id: str) -> list[HistoryEntryView]:
         """The order's latest ``MAX_HISTORY`` events, oldest first: address changes are
@@ -376,6 +400,26 @@ class ReadModelQueries:
 
 
 _ACTIVE_VERSION = sa.select(checkpoints.c.version).where(checkpoints.c.name == sa.bindparam("name"))
+
+
+@functools.cache
+def _row_with_version(table: sa.Table, scoped: bool) -> sa.Select[Any]:
+    """``SELECT checkpoint.version, t.* FROM checkpoints LEFT JOIN t ON t.key = :key``: one
+    row whether ``t`` has the key or not, so a miss tells the active version too. Built
+    once per table: building statements per request showed in profiles."""
+    (key,) = table.primary_key.columns
+    on = key == sa.bindparam("key")
+    if scoped:
+        on = sa.and_(on, table.c.customer_id == sa.bindparam("scope"))
+    return (
+        sa.select(
+            checkpoints.c.version.label("active_version"),
+            key.label("matched"),
+            *table.columns,
+        )
+        .select_from(checkpoints.outerjoin(table, on))
+        .where(checkpoints.c.name == sa.bindparam("projection"))
+    )
 
 
 async def _active(conn: AsyncConnection, definition: sa.Table, projection: str) -> sa.Table:
