@@ -261,9 +261,20 @@ InsertEvents = Callable[[AsyncConnection, list[dict[str, Any]]], Awaitable[list[
 
 
 async def insert_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert event rows in one statement; their positions, in the rows' order."""
-    insert = sa.insert(events).returning(events.c.position, sort_by_parameter_order=True)
-    return list((await conn.execute(insert, rows)).scalars().all())
+    """Insert event rows in one statement; their positions, in the rows' order.
+
+    RETURNING hands rows back in no promised order, so each comes back with its unique
+    (stream, version) to be matched. Asking SQLAlchemy to sort them instead
+    (``sort_by_parameter_order``) made it insert one row per statement on SQLite, where it
+    has no way to sort: one thread hand-off per event of the batch."""
+    returned = await conn.execute(_INSERT_EVENTS, rows)
+    position = {(r.stream_id, r.stream_version): r.position for r in returned}
+    return [position[row["stream_id"], row["stream_version"]] for row in rows]
+
+
+_INSERT_EVENTS = sa.insert(events).returning(
+    events.c.position, events.c.stream_id, events.c.stream_version
+)
 
 
 # An xid makes this transaction's COMMIT write a commit record, and a commit record waits for

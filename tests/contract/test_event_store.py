@@ -7,7 +7,8 @@ from datetime import UTC
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncConnection
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.errors import CommandIdReused, VersionConflict
 from domain.eventstore.engines import create_engine
@@ -68,6 +69,39 @@ async def test_a_new_stream_that_exists_fails_alone_in_its_batch(store: EventSto
     assert all(not isinstance(o, BaseException) for o in outcomes[:4] + outcomes[5:])
     assert [e.data["n"] for e in await store.read_stream("taken")] == [0, 0]
     assert len(await store.read_all(after=0)) == 2 + 8
+
+
+async def test_a_batch_of_new_orders_costs_three_statements(
+    engine: AsyncEngine, store: EventStore
+) -> None:
+    """What one group commit of placements sends: the command ids' look-up, the events, the
+    command records (and on PostgreSQL the append lock); no read of stream versions."""
+    await store.append("warm", [new_event()], StreamState.NO_STREAM)  # pool and caches ready
+    sent: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        sent.append(" ".join(statement.split()).upper())
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await asyncio.gather(
+            *(
+                store.append(
+                    f"order-{n}",
+                    [new_event(n)],
+                    StreamState.NO_STREAM,
+                    CommandRecord(f"c-{n}", "f"),
+                )
+                for n in range(8)
+            )
+        )
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+    statements = [s for s in sent if not s.startswith(("BEGIN", "COMMIT", "LOCK TABLE"))]
+    assert [s.split(" ")[0] for s in statements] == ["SELECT", "INSERT", "INSERT"], sent
+    assert "FROM COMMANDS" in statements[0]
+    assert len(await store.read_all(after=0)) == 9
 
 
 async def test_expected_exact_version_must_match(store: EventStore) -> None:

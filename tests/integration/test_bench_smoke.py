@@ -65,3 +65,76 @@ async def test_load_generator_drives_ordergraph_and_the_baseline(tmp_path: Path)
         read = await closed_loop(clients, steps, SECONDS, Samples())
         assert read.ops > 0
         assert read.errors == 0, read.first_error
+
+
+def _backend_results(scale: float) -> dict[str, object]:
+    def summary(throughput: float, p50: float, p99: float) -> dict[str, float]:
+        return {"throughput": throughput, "p50_ms": p50, "p99_ms": p99, "ops": 100, "errors": 0}
+
+    return {
+        "clients": 16,
+        "ordergraph": {
+            "place": summary(1000 * scale, 10, 20),
+            "mixed": summary(800 * scale, 12, 25),
+            "ryw": summary(0, 8, 9),
+            "ryw_writers": summary(700 * scale, 0, 0),
+            "ryw_half_rate": 500 * scale,
+            "ryw_half": summary(0, 5, 7),
+            "query": summary(1500 * scale, 5, 9),
+            "memory_kib": 100 * 1024,
+        },
+        "baseline": {
+            "place": summary(2000, 4, 8),
+            "query": summary(4000, 1, 2),
+            "memory_kib": 40 * 1024,
+        },
+        "inprocess": {
+            "ordergraph": {"sequential": 700, "concurrent": 4000},
+            "eventsourcing": {"sequential": 900, "concurrent": 3000},
+        },
+        "rebuild": {"events": 100_000, "rate": 60_000},
+    }
+
+
+def test_the_table_shows_the_previous_run_beside_each_row_and_the_issue_16_targets() -> None:
+    from bench import report
+
+    earlier = {"backends": {"sqlite": _backend_results(0.5)}}
+    previous_text = report.markdown(
+        {
+            "meta": {
+                "command": "python -m bench",
+                "started_at": "then",
+                "cpus": 2,
+                "load_before": "0.1",
+                "python": "3.11",
+                "git": "abc1234",
+                "clients": 16,
+                "duration": 10,
+            }
+        },
+        report.table(earlier, {}),
+    )
+    run, previous = report.previous_table(previous_text)
+    assert "abc1234" in run
+
+    text = report.table({"backends": {"sqlite": _backend_results(1.0)}}, previous)
+    rows = {line.split(" | ")[1]: line.split(" | ") for line in text.splitlines() if "|" in line}
+    # figure, ratio, then the previous run's figure and ratio; the half-load row matches
+    # although its label names another rate
+    assert rows["placeOrder throughput"][3] == "1,000"
+    assert rows["placeOrder throughput"][6:8] == ["0.50x", "500"]
+    assert rows["placeOrder p99"][7] == "20.00"
+    assert rows["read-your-writes p99 at 500 req/s (half load)"][7] == "7.00"
+    verdicts = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1] for line in
+                text.splitlines() if line.startswith("| sqlite:")}  # fmt: skip
+    assert verdicts["sqlite: placeOrder >= 0.5x raw driver insert"] == "PASS"
+    assert verdicts["sqlite: mixed >= 0.4x raw driver insert"] == "PASS"
+    assert verdicts["sqlite: order(id) >= 0.35x raw driver select"] == "PASS"
+    assert verdicts["sqlite: read-your-writes p99 <= 10 ms at 16 writers, flat out"] == "PASS"
+    slower = _backend_results(1.0)
+    slower["ordergraph"]["query"]["throughput"] = 1000  # type: ignore[index]
+    slower["ordergraph"]["ryw"]["p99_ms"] = 10.5  # type: ignore[index]
+    failed = {t.name: t.passed for t in report.targets({"backends": {"sqlite": slower}})}
+    assert not failed["sqlite: order(id) >= 0.35x raw driver select"]
+    assert not failed["sqlite: read-your-writes p99 <= 10 ms at 16 writers, flat out"]
