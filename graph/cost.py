@@ -187,8 +187,8 @@ MAX_VERDICTS = 64  # per document: bounds what clients varying ``first`` can mak
 
 
 class CostVerdicts:
-    """``cost_error`` for one document, remembered by operation name and by the values of
-    the variables the price read (those given to ``first``)."""
+    """The cost refusals (or None) of one document's operations, remembered by operation
+    name and by the values of the variables the price read (those given to ``first``)."""
 
     def __init__(self, schema: GraphQLSchema, document: DocumentNode, max_cost: int) -> None:
         self._schema = schema

@@ -6,13 +6,13 @@ versions of the streams it touches, read the command ids it carries, insert all 
 all command records. Streams expected not to exist yet (every placeOrder) are not read: the
 unique (stream, version) key refuses the insert if one does, and that append alone meets its
 VersionConflict the way any refused append does (below). Each append in it still gets exactly
-its own outcome: a stale expected
-version is that append's VersionConflict, a repeated command id that append's first result;
-the others commit. If the batch as a whole fails, its appends are tried again in one
-transaction, halved in savepoints until each part commits or is a single append the database
-refuses: that one fails alone (AppendRefused, one log line), and the others commit together,
-once. A bad append costs its neighbours one extra transaction and a few savepoints, never a
-transaction each, so a few clients sending what the database refuses cannot starve the rest.
+its own outcome: a stale expected version is that append's VersionConflict, a repeated command
+id that append's first result; the others commit. If the batch as a whole fails, its appends
+are tried again in one transaction, halved in savepoints until each part commits or is a
+single append the database refuses: that one fails alone (AppendRefused, one log line), and
+the others commit together, once. A bad append costs its neighbours one extra transaction and
+a few savepoints, never a transaction each, so a few clients sending what the database refuses
+cannot starve the rest.
 
 Appends are serialized, and that is what makes the global order safe to tail. On SQLite the
 writer's ``BEGIN IMMEDIATE`` already admits one writer at a time. On PostgreSQL a sequence value

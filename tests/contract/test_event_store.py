@@ -149,6 +149,24 @@ async def test_concurrent_appends_to_one_stream_never_write_a_version_twice(
     assert [e.stream_version for e in await store.read_stream("s-1")] == [1]
 
 
+async def test_positions_in_one_batch_follow_each_streams_versions(store: EventStore) -> None:
+    """Positions come back matched by (stream, version), not by order: they must still be
+    taken in the order the rows were given, or a projector reading by position would apply
+    an order's second event before its first."""
+    results = await asyncio.gather(
+        *(
+            store.append(f"s-{n}", [new_event(10 * n + k) for k in range(3)], StreamState.ANY)
+            for n in range(6)
+        )
+    )
+
+    everything = await store.read_all(after=0)
+    assert [(e.stream_id, e.stream_version) for e in everything] == [
+        (f"s-{n}", k) for n in range(6) for k in (1, 2, 3)
+    ]
+    assert [r.position for r in results] == [e.position for e in everything][2::3]
+
+
 async def test_concurrent_appends_to_many_streams_form_one_total_order(
     store: EventStore,
 ) -> None:
