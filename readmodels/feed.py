@@ -1,9 +1,10 @@
 """What the projector reads: stored events, decoded lazily, once each, per projection.
 
-The event data is read as text and decoded here rather than by the column type, so that a
-stored event that cannot be decoded (malformed JSON, an unknown type or schema version, an
-upcaster that raises) fails as that one event, at its position, and only for the projections
-that handle its type. The others read past it; a read of the whole batch failing would
+The event data is read as text and decoded here, straight from the text into the event
+(domain/eventstore/codec.py), rather than by the column type, so that a stored event that
+cannot be decoded (malformed JSON, an unknown type or schema version, an upcaster that
+raises) fails as that one event, at its position, and only for the projections that handle
+its type. The others read past it; a read of the whole batch failing would
 stall every projection one event before it, silently.
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,8 +30,9 @@ _COLUMNS = (
     events.c.stream_version,
     events.c.event_type,
     events.c.schema_version,
-    sa.type_coerce(events.c.data, sa.Text).label("data"),
-    sa.type_coerce(events.c.meta, sa.Text).label("meta"),
+    # Text on both backends: PostgreSQL's driver would parse JSONB into dicts in Python.
+    sa.cast(events.c.data, sa.Text).label("data"),
+    sa.cast(events.c.meta, sa.Text).label("meta"),
     events.c.recorded_at,
 )
 
@@ -40,11 +43,16 @@ class StoredEvent:
     stream_version: int
     event_type: str
     schema_version: int
-    # JSON text, not yet decoded (SQLite); PostgreSQL's JSONB can only hold valid JSON, and
-    # asyncpg hands it over already parsed.
-    data: str | dict[str, Any]
-    meta: str | dict[str, Any]  # the same, for the metadata (who caused it: order history)
+    data: str  # JSON text, not yet decoded
+    meta: str  # the same, for the metadata (who caused it: order history)
     recorded_at: datetime
+
+
+def decode_json(text: str) -> Any:
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return json.loads(text)  # what msgspec refuses and json reads: lone surrogates, NaN
 
 
 class PoisonedEvent(Exception):
@@ -98,11 +106,8 @@ class Batch:
         found = self._decoded.get(stored.position)
         if found is None:
             try:
-                data = stored.data
-                if isinstance(data, str):
-                    data = json.loads(data)
-                event = codec.decode(stored.event_type, stored.schema_version, data)
-                meta = json.loads(stored.meta) if isinstance(stored.meta, str) else stored.meta
+                event = codec.decode(stored.event_type, stored.schema_version, stored.data)
+                meta = decode_json(stored.meta)
             except Exception as error:
                 raise PoisonedEvent(stored.position, error) from error
             found = Envelope(
