@@ -55,4 +55,6 @@ def test_a_stored_time_reads_back_as_the_same_utc_instant() -> None:
         assert back == ours.process_result_value(read_inner(text), DIALECT)
     # Text written by SQL (CURRENT_TIMESTAMP) has no fraction.
     assert read("2026-12-01 21:40:24") == datetime(2026, 12, 1, 21, 40, 24, tzinfo=UTC)
+    # Text with an offset of its own (not ours) is read as that instant.
+    assert read("2026-12-01 23:40:24+02:00") == datetime(2026, 12, 1, 21, 40, 24, tzinfo=UTC)
     assert read(None) is None
