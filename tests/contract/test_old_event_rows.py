@@ -13,15 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.bus import CommandBus
 from domain.commands import PayOrder
+from domain.eventstore.repository import stream_id
 from domain.eventstore.tables import events
-from domain.handlers import stream_id
+from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.projector import Projector
 from readmodels.queries import ReadModelQueries
 from readmodels.rebuild import rebuild
-from readmodels.registry import PROJECTION_NAMES, all_projections
-from tests.test_codec import OLD_ROWS
-from tests.test_projections import catch_up_all, dump_read_models
+from readmodels.registry import all_projections
+from tests.support.old_rows import OLD_ROWS
+from tests.support.read_models import catch_up_all, dump_read_models
 
 # Metadata as the old codec's engine wrote it (json.dumps).
 OLD_META = (
