@@ -13,9 +13,8 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import sqlalchemy as sa
@@ -37,8 +36,9 @@ _COLUMNS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
+class StoredEvent(NamedTuple):
+    """A row of the events table as read (a tuple: made per row, and cheaply)."""
+
     position: int
     stream_version: int
     event_type: str
@@ -67,7 +67,7 @@ class PoisonedEvent(Exception):
 async def read_stored_after(conn: AsyncConnection, after: int, limit: int) -> list[StoredEvent]:
     query = sa.select(*_COLUMNS).where(events.c.position > after).order_by(events.c.position)
     rows = await conn.execute(query.limit(limit))
-    return [StoredEvent(*row) for row in rows]
+    return list(map(StoredEvent._make, rows))
 
 
 class Batch:

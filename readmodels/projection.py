@@ -12,10 +12,11 @@ import functools
 import operator
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
@@ -27,14 +28,15 @@ from readmodels.versions import table_at
 Row = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A decoded event with where it sits in the store."""
+class Envelope(msgspec.Struct, frozen=True):
+    """A decoded event with where it sits in the store. A frozen Struct rather than a frozen
+    dataclass: made once per event read, and a frozen dataclass's ``__init__`` was a twentieth
+    of a rebuild's main thread (docs/performance.md)."""
 
     position: int
     stream_version: int
     event: Event
-    metadata: dict[str, Any] = field(default_factory=dict)  # command ids, who caused it
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)  # command ids, who caused it
     recorded_at: datetime | None = None
 
 

@@ -56,8 +56,10 @@ def sqlite_datetime_text(value: datetime | None) -> str | None:
         if value.tzinfo is None:
             raise ValueError("naive datetime: timestamps must be timezone-aware")
         value = value.astimezone(UTC)
-    # Cut "+00:00" off rather than replace(tzinfo=None): replace costs more than the rest.
-    return value.isoformat(" ", "microseconds")[:-6]
+    # "+00:00" cut off rather than replace(tzinfo=None), and no timespec argument: each of
+    # those cost more than the formatting itself.
+    text = value.isoformat(" ")[:-6]
+    return text if value.microsecond else text + ".000000"
 
 
 def sqlite_datetime_value(text: str | None) -> datetime | None:
