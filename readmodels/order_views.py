@@ -20,13 +20,14 @@ class OrderViews(Projection):
     handles = None  # every event of an order is a new version of its view
 
     async def apply(self, conn: AsyncConnection, batch: Sequence[Envelope]) -> None:
-        ids = {e.event.order_id for e in batch}
         # An order placed in this batch has no row yet (OrderPlaced is always its stream's
         # first event): load only the others. A batch of placements then reads nothing.
         placed = {e.event.order_id for e in batch if isinstance(e.event, events.OrderPlaced)}
         views = self.table(order_views)
-        rows = await load_rows(conn, views, views.c.order_id, ids - placed)
-        for envelope in batch:
+        others = {e.event.order_id for e in batch} - placed
+        rows = await load_rows(conn, views, views.c.order_id, others)
+        history = []
+        for envelope in batch:  # one pass: each view folded in memory, written once below
             event = envelope.event
             if isinstance(event, events.OrderPlaced):
                 rows[event.order_id] = _placed(event, envelope.position)
@@ -34,9 +35,9 @@ class OrderViews(Projection):
             _fold(row, event)
             row["version"] = envelope.stream_version
             row["last_position"] = envelope.position
-        await upsert(conn, views, list(rows[i] for i in ids), ["order_id"])
-        history = self.table(order_history)
-        await upsert(conn, history, [_history(e) for e in batch], ["order_id", "version"])
+            history.append(_history(envelope))
+        await upsert(conn, views, list(rows.values()), ["order_id"])
+        await upsert(conn, self.table(order_history), history, ["order_id", "version"])
 
 
 def _history(envelope: Envelope) -> Row:
