@@ -38,7 +38,9 @@ class CustomerSummaries(Projection):
         )
         for envelope in batch:
             customer = owners[envelope.event.order_id]
-            summary = summaries.setdefault(customer, _empty(customer))
+            summary = summaries.get(customer)
+            if summary is None:  # not setdefault: that would build an empty row per event
+                summary = summaries[customer] = _empty(customer)
             _fold(summary, envelope)
         await upsert(conn, orders, new_orders, ["order_id"])
         await upsert(conn, summary_table, list(summaries.values()), ["customer_id"])

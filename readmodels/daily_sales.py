@@ -31,7 +31,10 @@ class DailySales(Projection):
         table = self.table(daily_sales)
         rows = await load_rows(conn, table, table.c.day, days)
         for event in counted:
-            row = rows.setdefault(utc_day(event), _empty(utc_day(event)))
+            day = utc_day(event)
+            row = rows.get(day)
+            if row is None:  # not setdefault: that would build an empty row per event
+                row = rows[day] = _empty(day)
             match event:
                 case events.OrderPlaced(lines=lines):
                     row["orders_placed"] += 1
