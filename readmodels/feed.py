@@ -10,7 +10,6 @@ stall every projection one event before it, silently.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Collection, Sequence
 from datetime import datetime
@@ -99,8 +98,12 @@ class Batch:
     def decode_all(self) -> None:
         """Decode every event now (those that cannot be decoded fail later, where used)."""
         for stored in self.stored:
-            with contextlib.suppress(PoisonedEvent):
+            # try/except, not contextlib.suppress: a context manager per event showed in
+            # profiles of rebuilds.
+            try:
                 self._envelope(stored)
+            except PoisonedEvent:
+                continue
 
     def _envelope(self, stored: StoredEvent) -> Envelope:
         found = self._decoded.get(stored.position)
