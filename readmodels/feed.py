@@ -51,7 +51,7 @@ def decode_json(text: str) -> Any:
     try:
         return msgspec.json.decode(text)
     except msgspec.DecodeError:
-        return json.loads(text)  # what msgspec refuses and json reads: lone surrogates, NaN
+        return json.loads(text)  # what msgspec refuses and json reads: lone surrogates
 
 
 class PoisonedEvent(Exception):

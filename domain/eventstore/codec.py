@@ -72,6 +72,9 @@ def encode(event: events.Event) -> tuple[str, int, JSON]:
     name = type(event).__name__
     data = msgspec.to_builtins(_in_utc(event))
     assert isinstance(data, dict)
+    for key, value in data.items():  # arrays as lists, as read back (to_builtins keeps tuples)
+        if type(value) is tuple:
+            data[key] = list(value)
     return name, CURRENT_SCHEMA[name], data
 
 
@@ -87,8 +90,8 @@ def decode(event_type: str, schema_version: int, data: JSON | str | bytes) -> ev
         except msgspec.ValidationError:
             raise
         except msgspec.DecodeError:
-            # Text msgspec does not parse but Python's json does: lone surrogates (escaped
-            # by json.dumps, stored before limits refused them) and NaN. Parsed as before.
+            # Text msgspec does not parse but Python's json does: lone surrogates, escaped
+            # by json.dumps and stored before the limits refused them. Parsed as before.
             pass
     if not isinstance(data, dict):
         data = json.loads(data)
