@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
@@ -67,7 +68,12 @@ def json_text(value: Any) -> str:
     """The text of a JSON column's value. msgspec writes it several times faster than
     ``json.dumps`` (a rebuild writes a few JSON values per event; docs/performance.md). What
     it writes differs only where JSON allows (no ``\\uXXXX`` escapes for non-ASCII text)."""
-    return _JSON_ENCODER.encode(value).decode()
+    try:
+        return _JSON_ENCODER.encode(value).decode()
+    except UnicodeEncodeError:
+        # A lone surrogate: json.dumps escapes it, as before, and the database decides
+        # (SQLite stores it; PostgreSQL refuses, and the append fails alone).
+        return json.dumps(value)
 
 
 # Option engines, built once per engine: building them per call showed up in profiles.
