@@ -13,11 +13,12 @@ other without a gap:
   failure, an operator's skip pending, a rebuild that reset it) it leaves the batch to the
   projector, which catches up through it; the first batch after that finds the checkpoint
   at its previous head again and inline resumes.
-- The checkpoint rows are read ``FOR UPDATE SKIP LOCKED`` under the writer's append lock
-  (PostgreSQL: ``LOCK TABLE events``, held to commit; SQLite: ``BEGIN IMMEDIATE``). A row the
-  projector (or a version switch) holds mid-pass is left alone this batch, and the projector
-  skips a row the writer holds. The append lock serializes batches across processes, and the
-  previous head is read under it, so several API replicas stay exactly once and in order.
+- The checkpoint rows it applies are locked ``FOR UPDATE SKIP LOCKED`` under the writer's
+  append lock (PostgreSQL: ``LOCK TABLE events``, held to commit; SQLite: ``BEGIN
+  IMMEDIATE``). A row the projector (or a version switch) holds mid-pass is left alone this
+  batch, and the projector skips a row the writer holds; a row behind is not locked at all.
+  The append lock serializes batches across processes, and the previous head is read under
+  it, so several API replicas stay exactly once and in order.
 - Only the active version is applied inline (the one the checkpoint row names); a version
   being built stays with its builder, which switches to it as it always does.
 - A projection that raises is rolled back to its savepoint and left behind; the append
@@ -52,20 +53,19 @@ log = logging.getLogger("ordergraph.inline")
 
 LIVE = "live"
 
-# The checkpoints, and the previous head: the last event before this batch's first.
-_CHECKPOINTS = (
-    sa.select(
-        checkpoints.c.name,
-        checkpoints.c.position,
-        checkpoints.c.state,
-        checkpoints.c.version,
-        checkpoints.c.code_version,
-        sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0))
+# The checkpoints at the previous head (the last event before this batch's first), and live:
+# only those are locked. A checkpoint behind is left unlocked, or the writer, back to back
+# under load, would hold it from the projector that has to catch it up.
+_DUE = (
+    sa.select(checkpoints.c.name, checkpoints.c.version, checkpoints.c.code_version)
+    .where(
+        checkpoints.c.name.in_(sa.bindparam("names", expanding=True)),
+        checkpoints.c.state == LIVE,
+        checkpoints.c.position
+        == sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0))
         .where(events.c.position < sa.bindparam("first"))
-        .scalar_subquery()
-        .label("previous"),
+        .scalar_subquery(),
     )
-    .where(checkpoints.c.name.in_(sa.bindparam("names", expanding=True)))
     .with_for_update(of=checkpoints, skip_locked=True)
 )
 _ADVANCE = (
@@ -92,15 +92,11 @@ class InlineProjections:
         started = time.perf_counter()
         head = written[-1].position
         first = written[0].position
-        found = await conn.execute(_CHECKPOINTS, {"names": self._names, "first": first})
+        found = await conn.execute(_DUE, {"names": self._names, "first": first})
         due = []
         for row in found:
             projection = self.projections[row.name]
-            if (
-                row.position == row.previous
-                and row.state == LIVE
-                and row.code_version <= projection.version  # else newer code feeds it
-            ):
+            if row.code_version <= projection.version:  # else newer code feeds it
                 due.append(projection.at(row.version))
         applied = await self._apply(conn, due, _Envelopes(written)) if due else []
         if applied:

@@ -10,6 +10,8 @@ transaction, halved in savepoints until each part commits or is a single append 
 refuses: that one fails alone (AppendRefused, one log line), and the others commit together,
 once. A bad append costs its neighbours one extra transaction and a few savepoints, never a
 transaction each, so a few clients sending what the database refuses cannot starve the rest.
+Once a batch's events are written, the work given to ``in_transaction`` (the inline
+projections, readmodels/inline.py) runs in the same transaction, before the one commit.
 
 Appends are serialized, and that is what makes the global order safe to tail. On SQLite the
 writer's ``BEGIN IMMEDIATE`` already admits one writer at a time. On PostgreSQL a sequence value
