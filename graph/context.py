@@ -38,6 +38,7 @@ class Services:
     budgets: Budgets = field(default_factory=Budgets)
     order_changes: OrderChanges | None = None  # None: orderChanged is not served
     projection_ops: OperationsBus | None = None  # None: no projection operations
+    inline: frozenset[str] = frozenset()  # the projections applied inline (INLINE_PROJECTIONS)
 
 
 @dataclass

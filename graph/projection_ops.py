@@ -40,7 +40,7 @@ ProjectionOperationResult = Annotated[
 
 async def _status(info: Info, name: str) -> ProjectionStatus:
     (found,) = await info.context.services.queries.projection_statuses([name])
-    return ProjectionStatus.of(found)
+    return ProjectionStatus.of(found, inline=info.context.services.inline)
 
 
 def _who(info: Info) -> str:

@@ -236,4 +236,5 @@ class Query:
         statuses = await answer(info, at_least, PROJECTION_NAMES, lambda q: q.projection_statuses())
         reads = info.context.services.reads
         await reads.check()  # each standby's position and lag now, not at its last check
-        return [ProjectionStatus.of(s, reads.statuses(s.name)) for s in statuses]
+        inline = info.context.services.inline
+        return [ProjectionStatus.of(s, reads.statuses(s.name), inline) for s in statuses]

@@ -94,7 +94,9 @@ class Subscription:
         )
         yield CaughtUp(
             position=position,
-            projections=[ProjectionStatus.of(s, reads.statuses(s.name)) for s in statuses],
+            projections=[
+                ProjectionStatus.of(s, reads.statuses(s.name), services.inline) for s in statuses
+            ],
         )
 
     @strawberry.subscription(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import enum
+from collections.abc import Collection, Sequence
 from datetime import date as Date
 from datetime import datetime
 from decimal import Decimal
@@ -51,6 +52,12 @@ def _position(value: object) -> int:
 # model and the contract.
 # (strawberry.enum marks the class in place.)
 strawberry.enum(OrderStatus, name="OrderStatus")
+
+
+@strawberry.enum(description="How a projection is applied (INLINE_PROJECTIONS).")
+class ProjectionLifecycle(enum.Enum):
+    INLINE = "INLINE"  # in each append's transaction: a write is in it when its answer arrives
+    ASYNC = "ASYNC"  # by the projector, after the commit: a read may wait for it (atLeast)
 
 
 @strawberry.type
@@ -328,13 +335,23 @@ class ProjectionStatus:
     head: Position
     versions: list[ProjectionVersion]
     skipped: list[SkippedEvent]
+    lifecycle: ProjectionLifecycle = strawberry.field(
+        description="How this server applies it: INLINE, in each append's transaction, or "
+        "ASYNC, by the projector after the commit."
+    )
 
     @classmethod
     def of(
-        cls, view: q.ProjectionStatusView, targets: Sequence[TargetStatus] = ()
+        cls,
+        view: q.ProjectionStatusView,
+        targets: Sequence[TargetStatus] = (),
+        inline: Collection[str] = (),
     ) -> ProjectionStatus:
         return cls(
             name=view.name,
+            lifecycle=ProjectionLifecycle.INLINE
+            if view.name in inline
+            else ProjectionLifecycle.ASYNC,
             position=Position(view.position),
             lag=view.lag,
             state=view.state,

@@ -13,6 +13,8 @@ single append the database refuses: that one fails alone (AppendRefused, one log
 the others commit together, once. A bad append costs its neighbours one extra transaction and
 a few savepoints, never a transaction each, so a few clients sending what the database refuses
 cannot starve the rest.
+Once a batch's events are written, the work given to ``in_transaction`` (the inline
+projections, readmodels/inline.py) runs in the same transaction, before the one commit.
 
 Appends are serialized, and that is what makes the global order safe to tail. On SQLite the
 writer's ``BEGIN IMMEDIATE`` already admits one writer at a time. On PostgreSQL a sequence value
@@ -54,6 +56,24 @@ log = logging.getLogger("ordergraph.store")
 MAX_BATCH = 256  # appends per transaction; bounds statement size and one batch's latency
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """An event as its batch wrote it, for the work done in the same transaction."""
+
+    position: int
+    stream_id: str
+    stream_version: int
+    event: NewEvent
+    recorded_at: datetime
+
+
+# Work done in each batch's transaction once its events are written: the inline projections
+# (readmodels/inline.py). It fails for the database's failures only, never for its own
+# (those it keeps to itself, in savepoints), and returns what to do once the batch commits.
+AfterCommit = Callable[[], None]
+InTransaction = Callable[[AsyncConnection, Sequence[Written]], Awaitable[AfterCommit | None]]
+
+
 @dataclass(eq=False)
 class PendingAppend:
     stream_id: str
@@ -76,6 +96,7 @@ class GroupCommitWriter:
         self.committed: list[Callable[[int], None]] = []
         # (appends in the batch, seconds from BEGIN to COMMIT), after each committed batch
         self.batch_observers: list[Callable[[int, float], None]] = []
+        self.in_transaction: InTransaction | None = None
 
     async def append(self, pending: PendingAppend) -> AppendResult:
         self._queue.append(pending)
@@ -123,8 +144,15 @@ class GroupCommitWriter:
                 # this one instead of waiting a whole turn. Taken before the wait, batches
                 # alternated between 15 appends and 1 under 16 writers.
                 self._take_into(batch)
-            outcomes = await self._write(conn, batch)
-        self._settle_all(batch, outcomes, started)
+            written: list[Written] = []
+            outcomes = await self._write(conn, batch, written)
+            after = await self._also(conn, written)
+        self._settle_all(batch, outcomes, started, after)
+
+    async def _also(self, conn: AsyncConnection, written: list[Written]) -> AfterCommit | None:
+        if self.in_transaction is None or not written:
+            return None
+        return await self.in_transaction(conn, written)
 
     async def _commit_each_alone(self, batch: list[PendingAppend]) -> None:
         """The appends of a failed batch in one transaction, halved in savepoints until each
@@ -132,22 +160,25 @@ class GroupCommitWriter:
         its own fate, the others commit together, in as few statements as halving allows."""
         outcomes: dict[PendingAppend, AppendResult | Exception] = {}
         started = time.perf_counter()
+        written: list[Written] = []
         try:
             async with write_transaction(self._engine) as conn:
                 if self._lock_table:
                     await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
-                await self._isolate(conn, batch, outcomes, failed=len(batch) > 1)
+                await self._isolate(conn, batch, outcomes, written, failed=len(batch) > 1)
+                after = await self._also(conn, written)
         except Exception as error:
             for pending in batch:
                 _settle(pending, error)
             return
-        self._settle_all(batch, outcomes, started)
+        self._settle_all(batch, outcomes, started, after)
 
     async def _isolate(
         self,
         conn: AsyncConnection,
         part: list[PendingAppend],
         outcomes: dict[PendingAppend, AppendResult | Exception],
+        written: list[Written],
         *,
         failed: bool = False,
     ) -> None:
@@ -155,8 +186,10 @@ class GroupCommitWriter:
         half of it; a single append that fails is refused or, on a duplicate key, a conflict."""
         if not failed:
             try:
+                kept: list[Written] = []
                 async with conn.begin_nested():
-                    outcomes |= await self._write(conn, part)
+                    outcomes |= await self._write(conn, part, kept)
+                written += kept
                 return
             except (DBAPIError, UnicodeError) as error:
                 # What the database (or its driver, encoding) refuses in a statement. An
@@ -168,8 +201,8 @@ class GroupCommitWriter:
                     outcomes[part[0]] = await self._refusal(conn, part[0], error)
                     return
         middle = len(part) // 2
-        await self._isolate(conn, part[:middle], outcomes)
-        await self._isolate(conn, part[middle:], outcomes)
+        await self._isolate(conn, part[:middle], outcomes, written)
+        await self._isolate(conn, part[middle:], outcomes, written)
 
     async def _refusal(
         self, conn: AsyncConnection, pending: PendingAppend, error: Exception
@@ -190,7 +223,13 @@ class GroupCommitWriter:
         batch: list[PendingAppend],
         outcomes: dict[PendingAppend, AppendResult | Exception],
         started: float,
+        after: AfterCommit | None = None,
     ) -> None:
+        if after is not None:
+            try:
+                after()
+            except Exception:  # committed: never retry it
+                log.exception("after-commit work %r failed", after)
         head = max(
             (o.position for o in outcomes.values() if isinstance(o, AppendResult)), default=0
         )
@@ -207,7 +246,7 @@ class GroupCommitWriter:
                     log.exception("append listener %r failed", listener)
 
     async def _write(
-        self, conn: AsyncConnection, batch: list[PendingAppend]
+        self, conn: AsyncConnection, batch: list[PendingAppend], written: list[Written]
     ) -> dict[PendingAppend, AppendResult | Exception]:
         versions = await _stream_versions(conn, {p.stream_id for p in batch if _may_exist(p)})
         previous = await stored_commands(conn, [p.command.command_id for p in batch if p.command])
@@ -242,7 +281,9 @@ class GroupCommitWriter:
             ]
             positions = iter(await self._insert(conn, rows))
             for pending, version in accepted:
-                *_, last = (next(positions) for _ in pending.events)
+                for offset, event in enumerate(pending.events, start=1):
+                    last = next(positions)
+                    written.append(Written(last, pending.stream_id, version + offset, event, now))
                 outcomes[pending] = AppendResult(
                     pending.stream_id, version + len(pending.events), last
                 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,9 @@ class NewEvent:
     schema_version: int
     data: JSON
     metadata: JSON
+    # The domain event ``data`` was encoded from, when there is one: inline projections fold
+    # it in the append's transaction instead of decoding ``data`` again. Never stored.
+    source: object | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

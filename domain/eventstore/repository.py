@@ -39,7 +39,9 @@ class OrderRepository:
 
         Raises VersionConflict if another writer appended first; a command id already
         stored returns that command's first result instead (see EventStore.append)."""
-        new_events = [NewEvent(*codec.encode(event), dict(metadata)) for event in order.pending]
+        new_events = [
+            NewEvent(*codec.encode(event), dict(metadata), event) for event in order.pending
+        ]
         expected = order.version if order.version else StreamState.NO_STREAM
         return await self.store.append(stream_id(order.id), new_events, expected, command)
 

@@ -16,6 +16,7 @@ from domain.eventstore.engines import is_sqlite, reader
 from domain.eventstore.group_commit import (
     GroupCommitWriter,
     InsertEvents,
+    InTransaction,
     PendingAppend,
     confirm_durable,
     first_result,
@@ -66,6 +67,11 @@ class EventStore:
     def on_append(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(position)`` after appends commit (in this process)."""
         self._writer.committed.append(listener)
+
+    def in_each_batch(self, work: InTransaction) -> None:
+        """Run ``work`` in each append transaction once its events are written (the inline
+        projections: readmodels/inline.py); what it returns runs once the batch commits."""
+        self._writer.in_transaction = work
 
     def on_batch(self, observer: Callable[[int, float], None]) -> None:
         """Call ``observer(appends, seconds)`` after each group-commit transaction commits."""

@@ -326,7 +326,7 @@ def _projections(
     if unknown:
         parser.error(f"unknown projections {unknown}; known: {', '.join(PROJECTION_NAMES)}")
     command: tuple[Any, ...] = {
-        None: ("list_command", settings.stall_seconds),
+        None: ("list_command", settings.stall_seconds, settings.inline_names(PROJECTION_NAMES)),
         "retry": ("retry_command", args.name if args.action == "retry" else None),
         "skip": (
             "skip_command",

@@ -23,6 +23,7 @@ from graph.runtime.settings import Settings
 from graph.runtime.standby_checks import warn_about_standby_settings
 from graph.runtime.startup import connect_args
 from migrations import head_revision, require_head, upgrade_to_head
+from readmodels.inline import InlineProjections
 from readmodels.leadership import AdvisoryLeadership
 from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.inprocess import AppendAnnouncer, InProcessNotifier
@@ -47,6 +48,7 @@ class Core:
     projector: Projector | None
     relay: Relay | None  # the integration relay (NATS_URL); its status() is for operators
     reads: ReadTargets
+    inline: InlineProjections
 
 
 @contextlib.asynccontextmanager
@@ -55,6 +57,7 @@ async def running_core(
 ) -> AsyncIterator[Core]:
     """``relay``: run the integration relay here; by default wherever the projector runs,
     when NATS_URL is set."""
+    inline_names = settings.inline_names(PROJECTION_NAMES)  # refuses an unknown name first
     engine = engine_for(settings)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
@@ -73,11 +76,15 @@ async def running_core(
             notifier = InProcessNotifier()  # one process: nothing to cross
         else:
             notifier = await stack.enter_async_context(PostgresNotifier(settings.database_url))
-            if not projector:
-                # No projector here to wake: announce our appends so the projector process
-                # wakes at once rather than at its next poll. (A process with a projector
-                # announces only while that projector stands by: see _wake_or_announce.)
-                store.on_append(AppendAnnouncer(notifier))
+        inline = InlineProjections(
+            [p for p in all_projections() if p.name in inline_names], notifier
+        )
+        store.in_each_batch(inline)
+        if not projector and not settings.is_sqlite:
+            # No projector here to wake: announce our appends so the projector process
+            # wakes at once rather than at its next poll. (A process with a projector
+            # announces only while that projector stands by: see _wake_or_announce.)
+            store.on_append(_wake_or_announce(None, AppendAnnouncer(notifier), inline))
         running: Projector | None = None
         if projector:
             # On PostgreSQL one projector process leads and the others stand by, blocked on
@@ -91,7 +98,7 @@ async def running_core(
                 leadership=leadership,
                 retired_grace=settings.retired_grace_seconds,
             )
-            store.on_append(_wake_or_announce(running, AppendAnnouncer(notifier)))
+            store.on_append(_wake_or_announce(running, AppendAnnouncer(notifier), inline))
             await running.start(wake_on_announced_appends=not settings.is_sqlite)
             stack.push_async_callback(running.stop)
         relaying: Relay | None = None
@@ -120,7 +127,7 @@ async def running_core(
             await warn_about_standby_settings(engine, standbys)
         await reads.start()
         stack.push_async_callback(reads.close)
-        yield Core(engine, store, notifier, running, relaying, reads)
+        yield Core(engine, store, notifier, running, relaying, reads, inline)
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,7 @@ async def running_service(
             core.notifier.on_reconnect = metrics.NOTIFIER_RECONNECTS.inc
         if core.projector is not None:
             core.projector.pass_observers.append(metrics.observe_projector_pass)
+        core.inline.pass_observers.append(metrics.observe_projector_pass)
         if settings.tracing:
             from graph.runtime.tracing import traced_bus
 
@@ -184,6 +192,7 @@ async def running_service(
             ),
             order_changes=order_changes,
             reads=core.reads,
+            inline=frozenset(core.inline.projections),
             projection_ops=OperationsBus(
                 engine=core.engine,
                 projections=all_projections(),
@@ -211,11 +220,18 @@ def _nothing() -> None:
     pass
 
 
-def _wake_or_announce(projector: Projector, announcer: AppendAnnouncer) -> Callable[[int], None]:
-    """After our appends: wake our projector if it leads, else tell the one that does."""
+def _wake_or_announce(
+    projector: Projector | None, announcer: AppendAnnouncer, inline: InlineProjections
+) -> Callable[[int], None]:
+    """After our appends: wake our projector if it leads, else tell the one that does;
+    unless every projection took the appends inline, which leaves it nothing to do. (Other
+    processes' relays wake on the inline projections' announcements.)"""
+    all_inline = set(inline.projections) == set(PROJECTION_NAMES)
 
     def appended(head: int) -> None:
-        if projector.leading:
+        if all_inline and not inline.left_behind:
+            return
+        if projector is not None and projector.leading:
             projector.wake(head)
         else:
             announcer(head)

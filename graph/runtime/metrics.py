@@ -65,7 +65,7 @@ APPEND_COMMIT_SECONDS = Histogram(
 )
 PROJECTION_PASS_SECONDS = Histogram(
     "ordergraph_projection_pass_seconds",
-    "Time of one committed projector pass, by projection",
+    "Time of one committed projector pass (or inline application), by projection",
     ["projection"],
     buckets=_LATENCY,
 )

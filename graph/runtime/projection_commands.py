@@ -7,11 +7,12 @@ import getpass
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from readmodels.builds import drop_retired
+from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.operations import retry, skip
 from readmodels.queries import ProjectionStatusView, ReadModelQueries
@@ -115,19 +116,25 @@ def describe(statuses: Sequence[ProjectionStatusView]) -> str:
     return "\n".join(lines)
 
 
-async def list_command(engine: AsyncEngine, stall_seconds: float = 30.0) -> None:
+async def list_command(
+    engine: AsyncEngine, stall_seconds: float = 30.0, inline: Collection[str] = ()
+) -> None:
     """Each checkpoint (the projections, and the integration relay where it has run): where
-    it is, how far behind the head in events and seconds, its state and last error; then
-    each projection's versions and skipped events."""
+    it is, how far behind the head in events and seconds, its lifecycle (as
+    INLINE_PROJECTIONS here says), state and last error; then each projection's versions and
+    skipped events."""
     from graph.runtime.health import projection_health
 
     head, found = await projection_health(engine, stall_seconds, within=30)
-    print(f"{'name':20} {'position':>10} {'lag':>8} {'lag s':>8}  {'state':10} error")
+    print(
+        f"{'name':20} {'position':>10} {'lag':>8} {'lag s':>8}  {'state':10} {'lifecycle':9} error"
+    )
     for p in found:
         stalled = " (stalled)" if p.stalled else ""
+        lifecycle = "inline" if p.name in inline else "async" if p.name in PROJECTION_NAMES else "-"
         print(
             f"{p.name:20} {p.position:>10} {p.lag:>8} {p.lag_seconds:>8.1f}"
-            f"  {p.state + stalled:10} {p.error or ''}".rstrip()
+            f"  {p.state + stalled:10} {lifecycle:9} {p.error or ''}".rstrip()
         )
     print(f"head {head}\n")
     statuses = await ReadModelQueries(engine).projection_statuses()

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from readmodels.names import PROJECTION_NAMES  # imports nothing: --help stays fast
+
 DEFAULT_DATABASE_URL = "sqlite:///ordergraph.db"
 MAX_LEEWAY = 300.0  # seconds: more clock skew than this is a broken clock, not skew
+# Which projections are inline unless INLINE_PROJECTIONS says otherwise, per backend: chosen
+# by measurement (docs/performance.md, "Inline projections").
+INLINE_BY_DEFAULT: dict[str, tuple[str, ...]] = {"sqlite": ("all",), "postgresql": ("all",)}
 
 Parser = Callable[[str], Any]
 
@@ -96,6 +101,19 @@ def choice(*accepted: str, lower: bool = True) -> Parser:
         return value
 
     return parse
+
+
+def projection_names(text: str) -> tuple[str, ...]:
+    """``all``, ``none``, or projection names separated by commas."""
+    value = text.strip().lower()
+    if value == "all":
+        return ("all",)
+    if value in ("none", ""):
+        return ()
+    found = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not set(found) <= set(PROJECTION_NAMES):
+        raise ValueError(f"expected all, none, or some of {', '.join(PROJECTION_NAMES)}")
+    return found
 
 
 def host(text: str) -> str:
@@ -196,6 +214,9 @@ class Settings:
     request_log: bool = True  # one line per HTTP request
     # Run the projector in this process. Several may run; on PostgreSQL one leads at a time.
     run_projector: bool = True
+    # The projections applied inline, in each append's transaction (readmodels/inline.py):
+    # ("all",), (), or names; None: the backend's default, INLINE_BY_DEFAULT.
+    inline_projections: tuple[str, ...] | None = None
     poll_interval: float = 1.0  # seconds between looks for other processes' appends
     read_wait_seconds: float = 5.0  # how long `atLeast` waits before answering stale
     max_body_bytes: int = 256 * 1024
@@ -255,6 +276,24 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def inline_names(self, known: Sequence[str]) -> tuple[str, ...]:
+        """The projections of ``known`` to apply inline; raises InvalidSettings on a name
+        that is not one of them."""
+        chosen = self.inline_projections
+        if chosen is None:
+            chosen = INLINE_BY_DEFAULT["sqlite" if self.is_sqlite else "postgresql"]
+        if chosen == ("all",):
+            return tuple(known)
+        unknown = [name for name in chosen if name not in known]
+        if unknown:
+            raise InvalidSettings(
+                [
+                    f"INLINE_PROJECTIONS: no projection {', '.join(map(repr, unknown))};"
+                    f" expected all, none, or some of {', '.join(known)}"
+                ]
+            )
+        return tuple(name for name in known if name in chosen)
 
     @property
     def production(self) -> bool:
@@ -333,6 +372,7 @@ VARIABLES: tuple[Var, ...] = (
     Var("LOG_FORMAT", "log_format", choice("auto", "json", "text")),
     Var("REQUEST_LOG", "request_log", flag),
     Var("RUN_PROJECTOR", "run_projector", flag),
+    Var("INLINE_PROJECTIONS", "inline_projections", projection_names),
     Var("POLL_INTERVAL", "poll_interval", seconds(0.01, 3600)),
     Var("READ_WAIT_SECONDS", "read_wait_seconds", seconds(0, 300)),
     Var("MAX_BODY_BYTES", "max_body_bytes", integer(1024, 64 * 1024 * 1024)),

@@ -328,8 +328,9 @@ async def test_a_projector_process_serves_api_replicas_without_polling(
     engine: AsyncEngine, database_url: str
 ) -> None:
     # The projector polls only every minute: a prompt caughtUp proves the API replica's
-    # append was announced to it through PostgreSQL.
+    # append was announced to it through PostgreSQL (the projections async, not inline).
     env = {**os.environ, "DATABASE_URL": database_url, "POLL_INTERVAL": "60", "AUTH": "none"}
+    env["INLINE_PROJECTIONS"] = "none"
     projector = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

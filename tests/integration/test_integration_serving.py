@@ -170,6 +170,6 @@ async def test_ordergraph_projections_shows_the_relay_beside_the_projections(
     assert process.returncode == 0
     lines = output.decode().splitlines()
     table = lines[1 : next(i for i, line in enumerate(lines) if line.startswith("head "))]
-    rows = {line.split()[0]: line.split()[1:5] for line in table}
-    assert rows["integration"] == [str(head), "0", "0.0", "live"]
-    assert rows["order_views"] == [str(head), "0", "0.0", "live"]
+    rows = {line.split()[0]: line.split()[1:6] for line in table}
+    assert rows["integration"] == [str(head), "0", "0.0", "live", "-"]
+    assert rows["order_views"] == [str(head), "0", "0.0", "live", "inline"]

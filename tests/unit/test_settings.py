@@ -54,6 +54,8 @@ def run_cli(*args: str, timeout: float = 60, **env: str) -> subprocess.Completed
         ("DB_CONNECT_TIMEOUT", "0", "DB_CONNECT_TIMEOUT='0': expected a number of seconds"),
         ("STALL_SECONDS", "a while", "STALL_SECONDS='a while': expected a number of seconds"),
         ("WORKERS", "many", "WORKERS='many': expected a whole number from 1 to 64"),
+        ("INLINE_PROJECTIONS", "orders", "INLINE_PROJECTIONS='orders': expected all, none, or"),
+        ("INLINE_PROJECTIONS", "all,order_views", "expected all, none, or some of order_views"),
     ],
 )
 def test_each_wrong_value_is_named_with_what_is_accepted(
@@ -81,6 +83,15 @@ def test_every_setting_is_read_and_defaults_hold() -> None:
     assert settings.port == 8080
     assert settings.sqlite_synchronous == "NORMAL"
     assert settings.database_url == "postgresql://u:secret@db.example:6543/orders"
+
+
+def test_inline_projections_are_all_by_default_and_chosen_by_name() -> None:
+    names = ("order_views", "customer_summaries", "daily_sales")
+    for url in ("sqlite:///x.db", "postgresql://u@h/db"):
+        assert Settings.from_env({"DATABASE_URL": url}).inline_names(names) == names
+    chosen = Settings.from_env({"INLINE_PROJECTIONS": " daily_sales, Order_Views "})
+    assert chosen.inline_names(names) == ("order_views", "daily_sales")
+    assert Settings.from_env({"INLINE_PROJECTIONS": "none"}).inline_names(names) == ()
 
 
 def test_the_command_says_every_mistake_at_once_and_exits_2() -> None:
