@@ -17,7 +17,7 @@ from graph.context import Context
 from graph.permissions import allow, scope
 from graph.queries import could_exist
 from graph.runtime import metrics
-from graph.types import CaughtUp, Order, Position, ProjectionStatus, ProjectionUpdate
+from graph.types import CaughtUp, Order, Position, ProjectionUpdate
 from integration.relay import RELAY_NAME
 from readmodels.names import ORDER_VIEWS, PROJECTION_NAMES
 from readmodels.notifications.messages import ProjectionUpdate as Advanced
@@ -89,15 +89,8 @@ class Subscription:
                 await reads.wait_all(position, names)
             else:
                 await services.waiter.wait_for(position, names, within=None)
-        statuses, _, _ = await once_more_after_outage(
-            lambda: reads.read(None, names, lambda q: q.projection_statuses(names), within=None)
-        )
-        yield CaughtUp(
-            position=position,
-            projections=[
-                ProjectionStatus.of(s, reads.statuses(s.name), services.inline) for s in statuses
-            ],
-        )
+        # The statuses are read only if the client selected them (CaughtUp.projections).
+        yield CaughtUp(position=position, names=names)
 
     @strawberry.subscription(
         description="The order's view now (if it exists) and each time its row changes.",

@@ -12,6 +12,7 @@ from typing import Annotated, NewType
 import strawberry
 
 from domain.access import Action
+from domain.eventstore.outages import once_more_after_outage
 from domain.order import OrderStatus
 from graph.context import Context
 from graph.permissions import allow
@@ -403,7 +404,18 @@ class ProjectionUpdate:
 @strawberry.type
 class CaughtUp:
     position: Position
-    projections: list[ProjectionStatus]
+    names: strawberry.Private[list[str]]
+
+    @strawberry.field
+    async def projections(self, info: strawberry.Info[Context, None]) -> list[ProjectionStatus]:
+        """Read when selected, after the wait: a client that asks for the position alone
+        (the usual read-your-writes wait) costs no read at all."""
+        services = info.context.services
+        reads, names = services.reads, self.names
+        statuses, _, _ = await once_more_after_outage(
+            lambda: reads.read(None, names, lambda q: q.projection_statuses(names), within=None)
+        )
+        return [ProjectionStatus.of(s, reads.statuses(s.name), services.inline) for s in statuses]
 
 
 # Results of mutations: the success member and the expected failures, as union members.

@@ -13,12 +13,15 @@ other without a gap:
   failure, an operator's skip pending, a rebuild that reset it) it leaves the batch to the
   projector, which catches up through it; the first batch after that finds the checkpoint
   at its previous head again and inline resumes.
-- The checkpoint rows it applies are locked ``FOR UPDATE SKIP LOCKED`` under the writer's
-  append lock (PostgreSQL: ``LOCK TABLE events``, held to commit; SQLite: ``BEGIN
-  IMMEDIATE``). A row the projector (or a version switch) holds mid-pass is left alone this
-  batch, and the projector skips a row the writer holds; a row behind is not locked at all.
-  The append lock serializes batches across processes, and the previous head is read under
-  it, so several API replicas stay exactly once and in order.
+- The checkpoint rows it applies are locked ``FOR UPDATE`` under the writer's append lock
+  (PostgreSQL: ``LOCK TABLE events``, held to commit; SQLite: ``BEGIN IMMEDIATE``); a row
+  behind is not locked at all. A batch that meets the projector (or a version switch)
+  mid-pass waits for that pass to commit: the pass brings the checkpoint to the previous
+  head, so the batch still applies inline. (Skipping a locked row instead left the batch to
+  the projector, which the batch then woke, and whose next pass the following batch met:
+  under a steady load inline never got the projections back.) The projector skips a row the
+  writer holds. The append lock serializes batches across processes, and the previous head
+  is read under it, so several API replicas stay exactly once and in order.
 - Only the active version is applied inline (the one the checkpoint row names); a version
   being built stays with its builder, which switches to it as it always does.
 - A projection that raises is rolled back to its savepoint and left behind; the append
@@ -31,7 +34,6 @@ projector announces its passes, so that waiters and subscribers hear of them.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -66,7 +68,7 @@ _DUE = (
         .where(events.c.position < sa.bindparam("first"))
         .scalar_subquery(),
     )
-    .with_for_update(of=checkpoints, skip_locked=True)
+    .with_for_update(of=checkpoints)
 )
 _ADVANCE = (
     checkpoints.update()
@@ -81,7 +83,7 @@ class InlineProjections:
     def __init__(self, projections: Sequence[Projection], notifier: Notifier) -> None:
         self.projections = {p.name: p for p in projections}
         self._names = list(self.projections)
-        self._announcer = _Announcer(notifier)
+        self._notifier = notifier
         # After the latest committed batch: the inline projections it left to the projector.
         self.left_behind: frozenset[str] = frozenset()
         # Called after each committed batch, as the projector's: (projections applied,
@@ -108,7 +110,7 @@ class InlineProjections:
         def committed() -> None:
             self.left_behind = behind
             if applied:
-                self._announcer.announce(applied, head)
+                self._notifier.announce([ProjectionUpdate(name, head) for name in applied])
                 for observer in self.pass_observers:
                     observer(applied, len(written), elapsed)
 
@@ -181,32 +183,3 @@ def _decoded(new: NewEvent) -> Event | None:
         return codec.decode(new.event_type, new.schema_version, new.data)
     except Exception:
         return None
-
-
-class _Announcer:
-    """Publishes the positions reached, one publish in flight at a time; positions reached
-    meanwhile are folded into the next, as the projector's passes are announced."""
-
-    def __init__(self, notifier: Notifier) -> None:
-        self._notifier = notifier
-        self._latest: dict[str, int] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    def announce(self, names: Sequence[str], position: int) -> None:
-        for name in names:
-            self._latest[name] = position
-        if self._task is None:
-            self._task = asyncio.create_task(self._publish(), name="inline announcements")
-
-    async def _publish(self) -> None:
-        try:
-            while self._latest:
-                latest, self._latest = self._latest, {}
-                updates = [ProjectionUpdate(name, at) for name, at in latest.items()]
-                try:
-                    await self._notifier.publish_many(updates)
-                except Exception as error:
-                    # Committed: waiters elsewhere re-read the checkpoints (readmodels/waiting.py).
-                    log.warning("could not announce %s: %r", updates, error)
-        finally:
-            self._task = None

@@ -127,7 +127,7 @@ class Projector:
 
     async def start(self, *, wake_on_announced_appends: bool = False) -> None:
         """Run in the background. With ``wake_on_announced_appends``, appends announced by
-        other processes through the notifier (AppendAnnouncer) wake it too, not just polls."""
+        other processes through the notifier (``Notifier.announce``) wake it too, not just polls."""
         if wake_on_announced_appends:
             subscribed = asyncio.Event()
             self._tasks.append(asyncio.create_task(self._wake_on_appends(subscribed)))

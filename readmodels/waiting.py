@@ -6,6 +6,10 @@ process. Across processes notifications can be lost (the listener reconnects aft
 database restart, and NOTIFYs sent meanwhile are gone), so a waiter never depends on one: it
 re-reads the checkpoints when the notifier says it reconnected (``Resync``), and on a bounded
 back-off while it waits. Idle waiters cost a queue each and an occasional read.
+
+A wait for a position this process has already heard a projection reach is over at once,
+with no read: the common case of a client reading its own write, and with inline projections
+nearly every case.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.eventstore.engines import reader
 from domain.eventstore.outages import is_outage, once_more_after_outage
+from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.messages import Notification, Notifier, ProjectionUpdate, Resync
 from readmodels.tables import checkpoints
 
@@ -27,6 +32,10 @@ log = logging.getLogger("ordergraph.waiting")
 # Re-reads while a wait lasts: after 0.5 s, then twice as long each time, at most every 5 s.
 FIRST_RECHECK = 0.5
 MAX_RECHECK = 5.0
+
+# Whose heard positions a wait may trust: an active projection's checkpoint never moves back.
+# The relay's does (``ordergraph relay --from``), so waits on it always read.
+_NEVER_BACK = frozenset(PROJECTION_NAMES)
 
 
 class CheckpointWaiter:
@@ -61,6 +70,8 @@ class CheckpointWaiter:
         False if that did not happen within ``within`` seconds (None: wait as long as it
         takes, database outages included; the caller cancels)."""
         wanted = set(names or self.names)
+        if self.heard(position, wanted):
+            return True
         loop = asyncio.get_running_loop()
         deadline = None if within is None else loop.time() + within
         async with self._notifier.subscribe() as updates:
@@ -85,6 +96,11 @@ class CheckpointWaiter:
             if not pending:
                 return True
         return not await self._behind(wanted, position)
+
+    def heard(self, position: int, names: Collection[str]) -> bool:
+        """Whether this process has heard every one of ``names`` reach ``position``."""
+        reached = self._notifier.reached
+        return all(name in _NEVER_BACK and reached(name) >= position for name in names)
 
     async def _behind(self, names: Collection[str], position: int) -> set[str]:
         return {name for name, at in (await self.positions(names)).items() if at < position}

@@ -26,8 +26,8 @@ from migrations import head_revision, require_head, upgrade_to_head
 from readmodels.inline import InlineProjections
 from readmodels.leadership import AdvisoryLeadership
 from readmodels.names import PROJECTION_NAMES
-from readmodels.notifications.inprocess import AppendAnnouncer, InProcessNotifier
-from readmodels.notifications.messages import Notifier
+from readmodels.notifications.inprocess import InProcessNotifier
+from readmodels.notifications.messages import Appended, Notifier
 from readmodels.notifications.postgres import PostgresNotifier
 from readmodels.projector import Projector
 from readmodels.read_targets import ReadTargets
@@ -84,7 +84,7 @@ async def running_core(
             # No projector here to wake: announce our appends so the projector process
             # wakes at once rather than at its next poll. (A process with a projector
             # announces only while that projector stands by: see _wake_or_announce.)
-            store.on_append(_wake_or_announce(None, AppendAnnouncer(notifier), inline))
+            store.on_append(_wake_or_announce(None, notifier, inline))
         running: Projector | None = None
         if projector:
             # On PostgreSQL one projector process leads and the others stand by, blocked on
@@ -98,7 +98,7 @@ async def running_core(
                 leadership=leadership,
                 retired_grace=settings.retired_grace_seconds,
             )
-            store.on_append(_wake_or_announce(running, AppendAnnouncer(notifier), inline))
+            store.on_append(_wake_or_announce(running, notifier, inline))
             await running.start(wake_on_announced_appends=not settings.is_sqlite)
             stack.push_async_callback(running.stop)
         relaying: Relay | None = None
@@ -221,7 +221,7 @@ def _nothing() -> None:
 
 
 def _wake_or_announce(
-    projector: Projector | None, announcer: AppendAnnouncer, inline: InlineProjections
+    projector: Projector | None, notifier: Notifier, inline: InlineProjections
 ) -> Callable[[int], None]:
     """After our appends: wake our projector if it leads, else tell the one that does;
     unless every projection took the appends inline, which leaves it nothing to do. (Other
@@ -234,7 +234,7 @@ def _wake_or_announce(
         if projector is not None and projector.leading:
             projector.wake(head)
         else:
-            announcer(head)
+            notifier.announce([Appended(head)])
 
     return appended
 

@@ -11,47 +11,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Sequence
 
 from readmodels.notifications.messages import (
     Appended,
     Notification,
-    Notifier,
     ProjectionUpdate,
 )
-
-log = logging.getLogger("ordergraph.notifier")
-
-
-class AppendAnnouncer:
-    """An ``EventStore.on_append`` listener that publishes the new head (``Appended``).
-
-    At most one publish is in flight; heads that arrive meanwhile are folded into the next,
-    so a burst of appends costs a NOTIFY or two, not one each."""
-
-    def __init__(self, notifier: Notifier) -> None:
-        self._notifier = notifier
-        self._head = 0
-        self._announced = 0
-        self._task: asyncio.Task[None] | None = None
-
-    def __call__(self, head: int) -> None:
-        self._head = max(self._head, head)
-        if self._task is None:
-            self._task = asyncio.create_task(self._announce())
-
-    async def _announce(self) -> None:
-        try:
-            while self._announced < self._head:
-                head = self._head
-                await self._notifier.publish(Appended(head))
-                self._announced = head
-        except Exception as error:
-            # The appends are committed; the projector finds them at its next poll.
-            log.warning("could not announce appends up to %d: %r", self._head, error)
-        finally:
-            self._task = None
 
 
 class InProcessNotifier:
@@ -60,10 +26,19 @@ class InProcessNotifier:
 
     def __init__(self) -> None:
         self._subscribers: set[_Mailbox] = set()
+        self._reached: dict[str, int] = {}
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
+
+    def reached(self, projection: str) -> int:
+        """The highest position this process has heard ``projection`` reach (0: none yet).
+
+        Updates are published only after their checkpoint committed, and an active
+        checkpoint never moves back, so this is a lower bound of the checkpoint: a wait
+        for a position at or below it is over without reading anything."""
+        return self._reached.get(projection, 0)
 
     async def publish(self, update: Notification) -> None:
         self.deliver(update)
@@ -72,8 +47,15 @@ class InProcessNotifier:
         for update in updates:
             self.deliver(update)
 
+    def announce(self, updates: Sequence[ProjectionUpdate | Appended]) -> None:
+        for update in updates:
+            self.deliver(update)
+
     def deliver(self, update: Notification) -> None:
         """Hand an update to local subscribers (also used by cross-process notifiers)."""
+        if isinstance(update, ProjectionUpdate):
+            name = update.projection
+            self._reached[name] = max(self._reached.get(name, 0), update.position)
         for mailbox in self._subscribers:
             mailbox.put(update)
 

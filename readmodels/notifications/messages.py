@@ -48,6 +48,16 @@ class Notifier(Protocol):
     async def publish_many(self, updates: Sequence[ProjectionUpdate]) -> None:
         """``publish`` for several updates at once (one message where the transport can)."""
 
+    def announce(self, updates: Sequence[ProjectionUpdate | Appended]) -> None:
+        """``publish_many`` without waiting, for what has just committed: this process's
+        subscribers have the updates on return; other processes hear them soon, with
+        whatever is announced meanwhile folded into one message. A failure to tell them is
+        logged, not raised (waiters elsewhere re-read the checkpoints)."""
+
+    def reached(self, projection: str) -> int:
+        """The highest position heard for ``projection`` in this process (0: none): a lower
+        bound of its committed checkpoint."""
+
     def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Notification]]:
         """``async with notifier.subscribe() as updates: async for update in updates: ...``
 

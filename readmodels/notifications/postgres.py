@@ -17,7 +17,7 @@ import contextlib
 import logging
 import re
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -89,6 +89,18 @@ def notify_statement(update: ProjectionUpdate, *, channel: str = DEFAULT_CHANNEL
     )
 
 
+def _payloads(updates: Iterable[Crossing]) -> list[str]:
+    """One payload per position for the projection updates, one per ``Appended``."""
+    by_position: dict[int, list[str]] = {}
+    payloads = []
+    for update in updates:
+        if isinstance(update, ProjectionUpdate):
+            by_position.setdefault(update.position, []).append(update.projection)
+        else:
+            payloads.append(encode(update))
+    return payloads + [encode_many(names, at) for at, names in by_position.items()]
+
+
 class PostgresNotifier:
     """The ``Notifier`` protocol over LISTEN/NOTIFY. ``start()`` before use, ``close()`` after
     (or ``async with``)."""
@@ -112,6 +124,8 @@ class PostgresNotifier:
         self._publisher: Any = None
         self._publisher_pid: int | None = None
         self._publish_lock = asyncio.Lock()
+        self._unsent: dict[object, Crossing] = {}  # announced here, not yet NOTIFYed
+        self._sender: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
         self._closing = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
@@ -146,10 +160,11 @@ class PostgresNotifier:
 
     async def close(self) -> None:
         self._closing.set()
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+        for task in (self._supervisor, self._sender):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for connection in (self._listener, self._publisher):
             if connection is not None:
                 with contextlib.suppress(*_CONNECTION_ERRORS):
@@ -171,6 +186,9 @@ class PostgresNotifier:
     def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Notification]]:
         return self._local.subscribe()
 
+    def reached(self, projection: str) -> int:
+        return self._local.reached(projection)
+
     def notify_statement(self, update: ProjectionUpdate) -> sa.TextClause:
         return notify_statement(update, channel=self.channel)
 
@@ -185,11 +203,28 @@ class PostgresNotifier:
 
     async def publish_many(self, updates: Sequence[ProjectionUpdate]) -> None:
         """As ``publish``, with one NOTIFY for all the updates that share a position."""
-        by_position: dict[int, list[str]] = {}
+        await self._send(updates, _payloads(updates))
+
+    def announce(self, updates: Sequence[Crossing]) -> None:
         for update in updates:
-            by_position.setdefault(update.position, []).append(update.projection)
-        payloads = [encode_many(names, position) for position, names in by_position.items()]
-        await self._send(updates, payloads)
+            self._local.deliver(update)
+            key = update.projection if isinstance(update, ProjectionUpdate) else _APPENDED
+            held = self._unsent.get(key)
+            if held is None or update.position > held.position:
+                self._unsent[key] = update
+        if self._sender is None and not self._closing.is_set():
+            self._sender = asyncio.create_task(self._send_announced(), name="pg-notifier-send")
+
+    async def _send_announced(self) -> None:
+        try:
+            while self._unsent:
+                unsent, self._unsent = self._unsent, {}
+                try:
+                    await self._notify_elsewhere(_payloads(unsent.values()))
+                except Exception as error:
+                    logger.warning("could not announce %s: %r", list(unsent.values()), error)
+        finally:
+            self._sender = None
 
     async def _send(self, updates: Sequence[Crossing], payloads: Sequence[str]) -> None:
         # This process's subscribers first: they should not wait for a round trip through
@@ -197,6 +232,9 @@ class PostgresNotifier:
         # when it comes back (see _on_notification).
         for update in updates:
             self._local.deliver(update)
+        await self._notify_elsewhere(payloads)
+
+    async def _notify_elsewhere(self, payloads: Sequence[str]) -> None:
         async with self._publish_lock:
             try:
                 async with asyncio.timeout(self.publish_timeout):

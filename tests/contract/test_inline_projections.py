@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain import events
 from domain.bus import CommandBus
+from domain.eventstore.engines import write_transaction
 from domain.eventstore.store import EventStore, NewEvent, StreamState
 from readmodels.builds import Builder, ensure_versions, start_build
 from readmodels.customer_summaries import CustomerSummaries
@@ -28,7 +29,7 @@ from readmodels.projection import Envelope, Projection
 from readmodels.projector import ProjectionFailed, Projector
 from readmodels.queries import ReadModelQueries
 from readmodels.registry import all_projections
-from readmodels.tables import daily_sales, order_views
+from readmodels.tables import checkpoints, daily_sales, order_views
 from readmodels.versions import table_at
 from readmodels.waiting import CheckpointWaiter
 from tests.support.factories import place_order
@@ -331,6 +332,40 @@ async def test_inline_and_a_running_projector_hand_over_under_load_exactly_once(
         PROJECTION_NAMES, await store.head_position()
     )
     assert await dump_read_models(engine) == await dump_after_full_rebuild(engine)
+
+
+# PostgreSQL: there the projector holds its checkpoint rows by row locks during a pass.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_an_append_that_meets_the_projector_mid_pass_waits_for_it_and_stays_inline(
+    engine: AsyncEngine, store: EventStore, bus: CommandBus, notifier: InProcessNotifier
+) -> None:
+    go_inline(store, notifier)
+    orders = Orders(bus)
+    await orders.place("o1", "ann")
+    async with write_transaction(engine) as held:  # as a projector's pass holds them
+        await held.execute(sa.select(checkpoints.c.name).with_for_update())
+        placing = asyncio.create_task(orders.place("o2", "ann"))
+        await until_waiting_for_a_lock(engine, placing)
+    await placing  # the pass committed; the append went on
+
+    # Inline kept the projections: no projector had to be woken for them.
+    assert await checkpoint_positions(engine) == dict.fromkeys(
+        PROJECTION_NAMES, await store.head_position()
+    )
+
+
+async def until_waiting_for_a_lock(engine: AsyncEngine, append: asyncio.Task[None]) -> None:
+    """Until a session waits for a row lock, or the append is done without waiting."""
+    waiting = sa.text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    async with asyncio.timeout(10):
+        while not append.done():
+            async with engine.connect() as conn:
+                if await conn.scalar(waiting):
+                    return
+            await asyncio.sleep(0.01)  # polling the server's own view of the lock wait
 
 
 # --- versions -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -23,27 +23,12 @@ from readmodels.notifications.postgres import PostgresNotifier
 from readmodels.projector import Projector, ensure_checkpoints
 from readmodels.registry import all_projections
 from readmodels.tables import checkpoints
-from readmodels.waiting import CheckpointWaiter
 from tests.support.factories import place_order
+from tests.support.observed import ObservedWaiter
 from tests.support.private_postgres import PrivatePostgres, private_postgres
 from tests.support.serving import graphql_ws, serve_process
 
 TIMEOUT = 20.0
-
-
-class ObservedWaiter(CheckpointWaiter):
-    """The real waiter, counting its reads of the checkpoints (so a test knows it is waiting)."""
-
-    def __init__(self, engine: AsyncEngine, notifier: Notifier, **options: float) -> None:
-        super().__init__(engine, notifier, PROJECTION_NAMES, **options)
-        self.reads = 0
-        self.read = asyncio.Event()
-
-    async def positions(self, names: Collection[str] | None = None) -> dict[str, int]:
-        found = await super().positions(names)
-        self.reads += 1
-        self.read.set()
-        return found
 
 
 async def advance_silently(engine: AsyncEngine, position: int) -> None:

@@ -105,6 +105,26 @@ async def test_an_append_announced_in_one_process_reaches_another_as_an_append(
     assert received == [Appended(41)]
 
 
+async def test_an_announcement_is_here_at_once_and_reaches_another_process(
+    process_a: PostgresNotifier, process_b: PostgresNotifier
+) -> None:
+    async with process_a.subscribe() as here, process_b.subscribe() as there:
+        process_a.announce([ProjectionUpdate("order_views", 5), Appended(5)])
+        process_a.announce([ProjectionUpdate("order_views", 6), Appended(6)])
+        # Here before announce returned, with no await in between: nothing to wait for.
+        assert process_a.reached("order_views") == 6
+        assert {await next_update(here) for _ in range(2)} == {
+            ProjectionUpdate("order_views", 6),
+            Appended(6),
+        }
+        # There, the latest of each kind arrives; what was announced meanwhile may be folded.
+        latest = {ProjectionUpdate("order_views", 6), Appended(6)}
+        received: set[Notification] = set()
+        while not latest <= received:
+            received.add(await next_update(there))
+    assert process_b.reached("order_views") == 6
+
+
 async def test_own_publish_is_delivered_once(
     process_a: PostgresNotifier, process_b: PostgresNotifier
 ) -> None:

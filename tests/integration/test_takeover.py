@@ -18,7 +18,7 @@ from domain.bus import build_bus
 from domain.eventstore.store import EventStore
 from readmodels.leadership import PROJECTOR_LOCK
 from readmodels.names import PROJECTION_NAMES
-from readmodels.notifications.inprocess import AppendAnnouncer
+from readmodels.notifications.messages import Appended
 from readmodels.notifications.postgres import PostgresNotifier
 from readmodels.waiting import CheckpointWaiter
 from tests.support.factories import place_order
@@ -86,7 +86,7 @@ async def test_a_standby_projector_takes_over_at_once_when_the_leader_is_killed(
         projector_process(postgres_url) as first,
         projector_process(postgres_url) as second,
     ):
-        store.on_append(AppendAnnouncer(notifier))  # as an API replica does
+        store.on_append(lambda head: notifier.announce([Appended(head)]))  # as an API replica does
         waiter = CheckpointWaiter(engine, notifier, PROJECTION_NAMES)
         processes = {first.pid: first, second.pid: second}
         leader = await until_one_leads_and_one_waits(postgres_url)
