@@ -126,6 +126,9 @@ async def _ordergraph(server: Server, args: argparse.Namespace) -> dict[str, Any
         out["ryw"], out["ryw_writers"] = await read_your_writes(url, clients, d, max(1, n // 4))
         _log(f"  read-your-writes: p50 {out['ryw'].p50_ms:.1f} ms p99 {out['ryw'].p99_ms:.1f} "
              f"ms ({out['ryw'].ops} probes, errors {out['ryw'].errors})")  # fmt: skip
+        out["ryw_floor"], _ = await read_your_writes(url, clients, d, max(1, n // 4), reached=head)
+        _log(f"  the same round trip for position {head}, long reached: p50 "
+             f"{out['ryw_floor'].p50_ms:.1f} ms p99 {out['ryw_floor'].p99_ms:.1f} ms")  # fmt: skip
         # The same at half the measured placeOrder rate: 16 writers that leave the server
         # headroom, so the figure is the read path's latency rather than a saturated queue's.
         rate = out["place"].throughput / 2

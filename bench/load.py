@@ -229,16 +229,20 @@ class CaughtUpSocket:
         return arrived
 
 
-def probing(socket: CaughtUpSocket, customer_id: str) -> Step:
+def probing(socket: CaughtUpSocket, customer_id: str, reached: int | None = None) -> Step:
     """Place an order, then subscribe to caughtUp(its position) at once: the figure is the
-    time from the mutation's response to the event (what a client waits to read its write)."""
+    time from the mutation's response to the event (what a client waits to read its write).
+
+    With ``reached``, a position every projection has long reached is waited for instead:
+    the same round trip at the same moment with nothing to wait for, the floor that the
+    server's queue of requests sets."""
     place = placing("/graphql", customer_id)
 
     async def step(client: Client, samples: Samples) -> None:
         mine = Samples()
         await place(client, mine)
         responded = time.perf_counter()
-        arrived = await socket.wait(mine.position)
+        arrived = await socket.wait(mine.position if reached is None else reached)
         samples.add("read-your-writes", arrived - responded, mine.position)
 
     return step
@@ -261,9 +265,10 @@ async def read_your_writes(
     duration: float,
     probes: int,
     interval: float | None = None,
+    reached: int | None = None,
 ) -> tuple[Summary, Summary]:
     """``probes`` clients measure read-your-writes while the others keep placing orders, flat
-    out, or each once per ``interval`` seconds when it is given.
+    out, or each once per ``interval`` seconds when it is given (``reached``: see ``probing``).
     Returns (read-your-writes latency, placeOrder of the writers beside them)."""
     probe_clients, writers = clients[:probes], clients[probes:]
     async with contextlib.AsyncExitStack() as stack:
@@ -271,7 +276,7 @@ async def read_your_writes(
             await stack.enter_async_context(CaughtUpSocket.open(base_url)) for _ in probe_clients
         ]
         ryw, writes = Samples(), Samples()
-        probe_steps = [probing(s, f"ryw-{i}") for i, s in enumerate(sockets)]
+        probe_steps = [probing(s, f"ryw-{i}", reached) for i, s in enumerate(sockets)]
         write_steps = [placing("/graphql", f"writer-{i}") for i in range(len(writers))]
         if interval is not None:
             probe_steps = [paced(step, interval) for step in probe_steps]

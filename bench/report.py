@@ -64,10 +64,20 @@ def rows(backend: str, r: dict[str, Any]) -> list[Row]:
                 f"{RAW} insert"),
         ]  # fmt: skip
     ryw, beside = og["ryw"], og["ryw_writers"]
+    floor, reached = og.get("ryw_floor"), "caughtUp of a position long reached, same load"
     out += [
         Row(backend, "read-your-writes p50", "ms", ryw["p50_ms"], None, "-"),
         Row(backend, "read-your-writes p99", "ms", ryw["p99_ms"], RYW_P99_TARGET_MS,
             f"target ({RYW_P99_TARGET_MS:.0f} ms)"),
+    ]  # fmt: skip
+    if floor is not None:  # absent from runs before it was measured
+        out += [
+            Row(backend, "read-your-writes p50 over the floor", "ms", ryw["p50_ms"],
+                floor["p50_ms"], reached),
+            Row(backend, "read-your-writes p99 over the floor", "ms", ryw["p99_ms"],
+                floor["p99_ms"], reached),
+        ]  # fmt: skip
+    out += [
         Row(backend, f"read-your-writes p50 at {og['ryw_half_rate']:.0f} req/s (half load)",
             "ms", og["ryw_half"]["p50_ms"], None, "-"),
         Row(backend, f"read-your-writes p99 at {og['ryw_half_rate']:.0f} req/s (half load)",
