@@ -23,6 +23,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.events import Event
+from domain.eventstore.engines import json_text
 from readmodels.versions import table_at
 
 Row = dict[str, Any]
@@ -88,8 +89,13 @@ async def load_rows(
 async def upsert(
     conn: AsyncConnection, table: sa.Table, rows: Sequence[Row], keys: Sequence[str]
 ) -> None:
-    """Insert each row, or overwrite the row with the same key."""
+    """Insert each row, or overwrite the row with the same key (of two rows with one key,
+    the later wins)."""
     if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        unnest = _unnest_plan(conn.dialect, table, tuple(keys))
+        await conn.exec_driver_sql(unnest.sql, unnest.parameters(rows))
         return
     plan = _upsert_plan(conn.dialect, table, tuple(keys))
     await conn.exec_driver_sql(plan.sql, plan.parameters(rows))
@@ -116,6 +122,60 @@ class _UpsertPlan:
                 values[i] = convert(values[i])
             out.append(tuple(values))
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _UnnestPlan:
+    """PostgreSQL: every row in one statement, one array per column, ``INSERT ... SELECT
+    FROM unnest(...)``. PostgreSQL plans and runs it once, where ``executemany`` runs the
+    INSERT once per row (docs/performance.md)."""
+
+    sql: str
+    key: Callable[[Row], Any]
+    columns: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+
+    def parameters(self, rows: Sequence[Row]) -> tuple[list[Any], ...]:
+        # One statement may not change a row twice (ON CONFLICT DO UPDATE): the later wins.
+        latest = list({self.key(row): row for row in rows}.values())
+        arrays = []
+        for name, convert in self.columns:
+            values = [row[name] for row in latest]
+            arrays.append(values if convert is None else [convert(v) for v in values])
+        return tuple(arrays)
+
+
+@functools.cache
+def _unnest_plan(dialect: Dialect, table: sa.Table, keys: tuple[str, ...]) -> _UnnestPlan:
+    quote = dialect.identifier_preparer.quote
+    names = [c.name for c in table.columns]
+    arrays, selected = [], []
+    columns: list[tuple[str, Callable[[Any], Any] | None]] = []
+    for n, column in enumerate(table.columns, start=1):
+        if isinstance(column.type.dialect_impl(dialect), postgresql.JSONB):
+            # As text, cast in the statement: no array codec for jsonb is needed.
+            arrays.append(f"${n}::text[]")
+            selected.append(f"u.{quote(column.name)}::jsonb")
+            columns.append((column.name, _json_text_or_none))
+        else:
+            arrays.append(f"${n}::{column.type.compile(dialect=dialect)}[]")
+            selected.append(f"u.{quote(column.name)}")
+            processor = column.type.dialect_impl(dialect).bind_processor(dialect)
+            columns.append((column.name, processor))
+    updates = [f"{quote(n)} = EXCLUDED.{quote(n)}" for n in names if n not in keys]
+    on_conflict = f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING"
+    sql = (
+        f"INSERT INTO {dialect.identifier_preparer.format_table(table)}"
+        f" ({', '.join(quote(n) for n in names)})"
+        f" SELECT {', '.join(selected)}"
+        f" FROM unnest({', '.join(arrays)}) AS u({', '.join(quote(n) for n in names)})"
+        f" ON CONFLICT ({', '.join(quote(k) for k in keys)}) {on_conflict}"
+    )
+    get = operator.itemgetter(*keys)
+    return _UnnestPlan(sql, get, tuple(columns))
+
+
+def _json_text_or_none(value: Any) -> str | None:
+    return None if value is None else json_text(value)
 
 
 @functools.cache

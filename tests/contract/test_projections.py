@@ -17,10 +17,11 @@ from domain.eventstore.repository import order_id_of
 from domain.eventstore.store import EventStore
 from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.inprocess import InProcessNotifier
-from readmodels.projection import Envelope, Projection
+from readmodels.projection import Envelope, Projection, upsert
 from readmodels.projector import CONTENDED_RETRY, ProjectionFailed, Projector, ensure_checkpoints
 from readmodels.queries import ReadModelQueries
 from readmodels.registry import all_projections
+from readmodels.tables import daily_sales
 from readmodels.waiting import CheckpointWaiter
 from tests.support.factories import place_order
 from tests.support.read_models import (
@@ -372,3 +373,31 @@ async def test_a_projector_waits_between_looks_while_another_holds_the_checkpoin
             await holder.rollback()
             await projector.stop()
     assert 2 <= held_passes <= 1.0 / CONTENDED_RETRY + 10
+
+
+async def test_an_upsert_writes_each_row_and_of_two_with_one_key_keeps_the_later(
+    engine: AsyncEngine,
+) -> None:
+    day, other = START.date(), (START + timedelta(days=1)).date()
+
+    def sales(on: object, placed: int, revenue: str) -> dict[str, object]:
+        return {
+            "day": on,
+            "orders_placed": placed,
+            "orders_cancelled": 0,
+            "revenue": Decimal(revenue),
+            "items_sold": placed,
+        }
+
+    async with engine.begin() as conn:
+        await upsert(conn, daily_sales, [sales(day, 1, "1.00")], ["day"])
+        # One existing key twice, and a new one: PostgreSQL writes them in one statement.
+        rows = [sales(day, 2, "2.50"), sales(other, 7, "9.99"), sales(day, 3, "3.75")]
+        await upsert(conn, daily_sales, rows, ["day"])
+        found = await conn.execute(
+            sa.select(daily_sales.c.day, daily_sales.c.orders_placed, daily_sales.c.revenue)
+        )
+        assert sorted(tuple(row) for row in found) == [
+            (day, 3, Decimal("3.75")),
+            (other, 7, Decimal("9.99")),
+        ]
