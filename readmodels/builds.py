@@ -606,7 +606,13 @@ class Builder:
         async with write_transaction(self._engine) as conn:
             await conn.execute(
                 versions.update()
-                .where(versions.c.name == name, versions.c.version == version)
+                # Not over a skip of the event that landed since the step rolled back (as the
+                # projector's failures: readmodels/projector.py).
+                .where(
+                    versions.c.name == name,
+                    versions.c.version == version,
+                    versions.c.position < failure.position,
+                )
                 .values(
                     state=FAILED,
                     error=short(failure.cause),

@@ -395,7 +395,12 @@ class Projector:
         async with write_transaction(self._engine) as conn:
             await conn.execute(
                 checkpoints.update()
-                .where(checkpoints.c.name == projection.name)
+                # Only where the checkpoint still stands before the event: an operator's skip
+                # of it (or another instance) may have moved it on since this pass rolled back.
+                .where(
+                    checkpoints.c.name == projection.name,
+                    checkpoints.c.position < failure.position,
+                )
                 .values(
                     state=FAILED,
                     error=error,  # clients see only its code and position: public_error

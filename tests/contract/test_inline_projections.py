@@ -34,6 +34,7 @@ from readmodels.versions import table_at
 from readmodels.waiting import CheckpointWaiter
 from tests.support.factories import place_order
 from tests.support.inline import Orders, checkpoint_positions, checkpoint_states, go_inline
+from tests.support.locks import until_waiting_for_a_lock
 from tests.support.read_models import catch_up_all, dump_after_full_rebuild, dump_read_models
 
 
@@ -352,20 +353,6 @@ async def test_an_append_that_meets_the_projector_mid_pass_waits_for_it_and_stay
     assert await checkpoint_positions(engine) == dict.fromkeys(
         PROJECTION_NAMES, await store.head_position()
     )
-
-
-async def until_waiting_for_a_lock(engine: AsyncEngine, append: asyncio.Task[None]) -> None:
-    """Until a session waits for a row lock, or the append is done without waiting."""
-    waiting = sa.text(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-    )
-    async with asyncio.timeout(10):
-        while not append.done():
-            async with engine.connect() as conn:
-                if await conn.scalar(waiting):
-                    return
-            await asyncio.sleep(0.01)  # polling the server's own view of the lock wait
 
 
 # --- versions -------------------------------------------------------------------------------

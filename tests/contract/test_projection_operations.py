@@ -8,21 +8,24 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Sequence
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.bus import CommandBus
 from domain.commands import CancelOrder
 from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.inprocess import InProcessNotifier
-from readmodels.operations import OperationRefused, retry, skip
+from readmodels.operations import OperationRefused, Skipped, retry, skip
+from readmodels.projection import Envelope, Projection
 from readmodels.projector import ProjectionFailed, Projector
 from readmodels.queries import ReadModelQueries
 from readmodels.rebuild import rebuild
 from readmodels.registry import all_projections
 from readmodels.waiting import CheckpointWaiter
 from tests.support.factories import place_order
+from tests.support.locks import until_waiting_for_a_lock
 from tests.support.read_models import BrokenOnCancel, insert_raw_event, statuses_when_settled
 
 DEADLINE = 60.0
@@ -164,3 +167,44 @@ async def test_retry_resumes_a_failed_projection_now_once_its_cause_is_gone(
     with pytest.raises(OperationRefused, match="a reason is required"):
         await skip(engine, all_projections(), broken.name, cancelled.position, " ", "me")
     assert set(PROJECTION_NAMES) >= {broken.name}
+
+
+class SkippedWhileFailing(BrokenOnCancel):
+    """Fails on a cancellation, as BrokenOnCancel; once armed, an operator's skip of it is
+    sent while this pass holds the checkpoint, so it lands just as the pass rolls back."""
+
+    def __init__(self, inner: Projection, engine: AsyncEngine, position: int) -> None:
+        super().__init__(inner)
+        self.engine, self.position = engine, position
+        self.skipping: asyncio.Task[Skipped] | None = None
+        self.armed = False
+
+    async def apply(self, conn: AsyncConnection, batch: Sequence[Envelope]) -> None:
+        if self.armed and self.skipping is None:
+            self.skipping = asyncio.create_task(
+                skip(self.engine, [self], self.name, self.position, "a hand edit", "ops")
+            )
+            await until_waiting_for_a_lock(self.engine, self.skipping)
+        await super().apply(conn, batch)
+
+
+# PostgreSQL: there the skip queues on the pass's row lock, so it commits first every time.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_skip_that_lands_while_a_pass_fails_again_is_not_undone_by_that_failure(
+    engine: AsyncEngine, bus: CommandBus, notifier: InProcessNotifier, queries: ReadModelQueries
+) -> None:
+    await bus.dispatch(place := place_order(customer_id="c-1"))
+    cancelled = await bus.dispatch(CancelOrder(order_id=place.order_id, reason="x"))
+    racing = SkippedWhileFailing(all_projections()[1], engine, cancelled.position)
+    projector = Projector(engine, [racing], notifier, batch_size=1)
+    with pytest.raises(ProjectionFailed):
+        await projector.catch_up(racing.name)
+
+    racing.armed = True
+    with pytest.raises(ProjectionFailed):  # the pass fails again, after the skip was sent
+        await projector.advance(racing, 1)
+    assert racing.skipping is not None
+    await racing.skipping
+
+    status = {s.name: s for s in await queries.projection_statuses()}[racing.name]
+    assert (status.state, status.position, status.error) == ("live", cancelled.position, None)
