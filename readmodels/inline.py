@@ -46,6 +46,7 @@ from domain.eventstore import codec
 from domain.eventstore.group_commit import AfterCommit, Written
 from domain.eventstore.records import NewEvent
 from domain.eventstore.tables import events
+from readmodels.builds import LIVE
 from readmodels.notifications.messages import Notifier, ProjectionUpdate
 from readmodels.projection import Envelope, Projection
 from readmodels.stall_log import short
@@ -53,7 +54,6 @@ from readmodels.tables import checkpoints
 
 log = logging.getLogger("ordergraph.inline")
 
-LIVE = "live"
 
 # The checkpoints at the previous head (the last event before this batch's first), and live:
 # only those are locked. A checkpoint behind is left unlocked, or the writer, back to back

@@ -34,7 +34,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.eventstore.engines import write_transaction
-from readmodels.builds import Builder, BuildFailed, BuildLost, drop_retired, ensure_versions
+from readmodels.builds import (
+    FAILED,
+    LIVE,
+    Builder,
+    BuildFailed,
+    BuildLost,
+    drop_retired,
+    ensure_versions,
+)
 from readmodels.feed import Batch, PoisonedEvent, read_stored_after
 from readmodels.notifications.messages import Appended, Notifier, ProjectionUpdate, Resync
 from readmodels.projection import Projection
@@ -43,7 +51,6 @@ from readmodels.tables import checkpoints
 
 log = logging.getLogger("ordergraph.projector")
 
-LIVE, FAILED = "live", "failed"
 CONTENDED_RETRY = 0.02  # seconds before looking again at checkpoints another instance holds
 # Retired versions' tables are dropped this long after the switch (RETIRED_GRACE_SECONDS):
 # a query that read the old version just before the switch still finds them meanwhile.
