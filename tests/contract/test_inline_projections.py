@@ -296,11 +296,8 @@ async def test_after_a_restart_with_the_projector_behind_inline_waits_until_it_c
     assert await dump_read_models(engine) == await dump_after_full_rebuild(engine)
 
 
-# PostgreSQL: there the writer and the projector exclude each other by row locks, which this
-# races. (On SQLite they take turns on the write lock; and stopping a projector whose pass is
-# in flight there can hang under load, a problem of its own, not of inline: see the report of
-# issue 16.)
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+# On PostgreSQL the writer and the projector exclude each other by row locks, which this
+# races; on SQLite they take turns on the write lock.
 @pytest.mark.timeout(300)
 async def test_inline_and_a_running_projector_hand_over_under_load_exactly_once(
     engine: AsyncEngine,
