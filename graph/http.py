@@ -47,6 +47,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
+from domain.eventstore.engines import json_text
 from graph.document_cache import cached_documents
 from graph.outages import RETRY_AFTER_SECONDS, any_unavailable, caused_by_outage, unavailable
 from graph.persisted_queries import PersistedQueries, PersistedQueryError
@@ -155,6 +156,11 @@ class GraphQLApp(GraphQL[object, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     # Strict about messages, and 4403 on the legacy protocol too (RejectingGraphQLWSHandler).
     graphql_ws_handler_class = LegacyWSHandler
+
+    def encode_json(self, data: object) -> str:
+        # msgspec rather than json.dumps: several times faster on every response and
+        # WebSocket message. Text, not bytes: bytes would go out as binary WebSocket frames.
+        return json_text(data)
 
     def __init__(
         self,
