@@ -191,18 +191,16 @@ async def test_a_projection_at_the_head_is_never_stalled(
 
 async def test_a_dead_database_makes_the_server_unready_but_alive() -> None:
     from domain.eventstore.engines import create_engine
-    from tests.conftest import create_migrated_database
     from tests.support.ops import scrape, value
-    from tests.support.pg_server import own_server
+    from tests.support.private_postgres import private_postgres
 
-    with own_server() as pg:
-        url = await create_migrated_database("orders", f"{pg.url}/postgres")
-        engine = create_engine(url)
+    async with private_postgres() as pg:
+        engine = create_engine(pg.url)
         try:
-            async with running(engine, url, db_connect_timeout=2) as server:
+            async with running(engine, pg.url, db_connect_timeout=2) as server:
                 code, _ = await _readyz(server)
                 assert code == 200
-                pg.stop()
+                await pg.stop("immediate")
                 code, body = await _readyz(server)
                 alive = await server.http.get("/healthz")
                 samples = await scrape(server.http)

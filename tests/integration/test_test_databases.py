@@ -10,15 +10,15 @@ import asyncpg
 import pytest
 
 from tests.conftest import _admin, create_migrated_database, database_problem
-from tests.support.pg_server import own_server
+from tests.support.private_postgres import private_cluster
 from tests.support.serving import free_port
 
 
 @pytest.fixture(scope="module")
 def fresh_server() -> Iterator[str]:
     """A brand-new PostgreSQL server of our own: nothing on it but ``postgres``."""
-    with own_server() as server:
-        yield server.url
+    with private_cluster() as server:
+        yield server.server_url
 
 
 def test_a_fresh_server_gets_its_test_database_made(fresh_server: str) -> None:

@@ -14,7 +14,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,8 +34,13 @@ class PrivatePostgres:
         self.port = port
 
     @property
+    def server_url(self) -> str:
+        """postgresql://postgres@127.0.0.1:PORT, with no database."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}"
+
+    @property
     def admin_url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return f"{self.server_url}/postgres"
 
     @property
     def url(self) -> str:
@@ -75,15 +80,7 @@ class PrivatePostgres:
 @contextlib.asynccontextmanager
 async def private_postgres() -> AsyncIterator[PrivatePostgres]:
     """A running, migrated server of our own; stopped and deleted on exit."""
-    if not (PG_BIN / "initdb").exists():
-        message = f"no PostgreSQL binaries in {PG_BIN}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    root = Path(tempfile.mkdtemp(prefix="ordergraph-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    server = PrivatePostgres(root, free_port())
+    server = _new_server()
     try:
         await server.init()
         await server.start()
@@ -92,7 +89,34 @@ async def private_postgres() -> AsyncIterator[PrivatePostgres]:
     finally:
         with contextlib.suppress(RuntimeError):
             await server.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_cluster() -> Iterator[PrivatePostgres]:
+    """For code without an event loop: a running server of our own with nothing on it but
+    the ``postgres`` database (a fresh cluster, as a new installation has)."""
+    server = _new_server()
+    try:
+        asyncio.run(server.init())
+        asyncio.run(server.start())
+        yield server
+    finally:
+        with contextlib.suppress(RuntimeError):
+            asyncio.run(server.stop("immediate"))
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+def _new_server() -> PrivatePostgres:
+    if not (PG_BIN / "initdb").exists():
+        message = f"no PostgreSQL binaries in {PG_BIN}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    root = Path(tempfile.mkdtemp(prefix="ordergraph-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    return PrivatePostgres(root, free_port())
 
 
 async def _create_database(server: PrivatePostgres) -> None:
