@@ -79,11 +79,18 @@ async def load_rows(
 ) -> dict[Any, Row]:
     rows: dict[Any, Row] = {}
     wanted = list(keys)
+    statement = _rows_by_key(table, key.name)
     for start in range(0, len(wanted), 500):  # stay far below bind-parameter limits
         chunk = wanted[start : start + 500]
-        result = await conn.execute(sa.select(table).where(key.in_(chunk)))
+        result = await conn.execute(statement, {"keys": chunk})
         rows.update({row[key.name]: dict(row) for row in result.mappings()})
     return rows
+
+
+@functools.cache
+def _rows_by_key(table: sa.Table, key: str) -> sa.Select[Any]:
+    # Built once per table and key, as the upserts' statements are.
+    return sa.select(table).where(table.c[key].in_(sa.bindparam("keys", expanding=True)))
 
 
 async def upsert(
