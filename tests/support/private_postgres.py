@@ -108,15 +108,21 @@ def private_cluster() -> Iterator[PrivatePostgres]:
 
 
 def _new_server() -> PrivatePostgres:
+    return PrivatePostgres(new_root("ordergraph-pg-"), free_port())
+
+
+def new_root(prefix: str) -> Path:
+    """A directory for servers of our own, owned by ``postgres``; skipped locally, failed
+    under CI=true, when the PostgreSQL binaries are missing."""
     if not (PG_BIN / "initdb").exists():
         message = f"no PostgreSQL binaries in {PG_BIN}"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    root = Path(tempfile.mkdtemp(prefix="ordergraph-pg-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-    return PrivatePostgres(root, free_port())
+    return root
 
 
 async def _create_database(server: PrivatePostgres) -> None:

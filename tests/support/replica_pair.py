@@ -12,15 +12,13 @@ import contextlib
 import os
 import shutil
 import signal
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 
-from tests.support.private_postgres import PG_BIN, PrivatePostgres, _create_database
+from tests.support.private_postgres import PrivatePostgres, _create_database, new_root
 from tests.support.serving import free_port
 
 
@@ -122,14 +120,7 @@ async def replica_set(
     """A migrated primary and ``standbys`` hot standbys streaming from it. ``synchronous``:
     the primary's ``synchronous_commit`` with ``synchronous_standby_names`` = the first
     standby."""
-    if not (PG_BIN / "initdb").exists():
-        message = f"no PostgreSQL binaries in {PG_BIN}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    root = Path(tempfile.mkdtemp(prefix="ordergraph-replicas-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
+    root = new_root("ordergraph-replicas-")
     primary = Primary(root, free_port())
     started: list[PrivatePostgres] = []
     try:
