@@ -348,18 +348,26 @@ class Projector:
             return await self._step(projection, batch_size)
         except _BatchFailed as failure:
             if batch_size == 1:
-                raise await self._record_failure(projection, failure) from failure.cause
+                await self._stop_at(projection, failure)
         # Commit what precedes the culprit, one event at a time, then stop at the culprit.
         applied = 0
         while applied < batch_size:
             try:
                 step = await self._step(projection, 1)
             except _BatchFailed as failure:
-                raise await self._record_failure(projection, failure) from failure.cause
+                await self._stop_at(projection, failure)
+                continue  # its checkpoint had moved past the culprit: go on from there
             if step == 0:
                 break
             applied += step
         return applied
+
+    async def _stop_at(self, projection: Projection, failure: _BatchFailed) -> None:
+        """Record the failure and raise ProjectionFailed; or return, if the checkpoint has
+        moved past the event since the pass rolled back (an operator skipped it)."""
+        recorded = await self._record_failure(projection, failure)
+        if recorded is not None:
+            raise recorded from failure.cause
 
     async def _step(self, projection: Projection, limit: int) -> int:
         started = time.perf_counter()
@@ -395,12 +403,12 @@ class Projector:
         except Exception as error:
             log.warning("could not announce %s: %r", updates, error)
 
-    async def _record_failure(self, projection: Projection, failure: _BatchFailed) -> Exception:
+    async def _record_failure(
+        self, projection: Projection, failure: _BatchFailed
+    ) -> ProjectionFailed | None:
         error = short(failure.cause)
-        where = f"failed at position {failure.position}: {error}"
-        self._stalls.stalled(projection.name, where, failure.cause)
         async with write_transaction(self._engine) as conn:
-            await conn.execute(
+            result = await conn.execute(
                 checkpoints.update()
                 # Only where the checkpoint still stands before the event: an operator's skip
                 # of it (or another instance) may have moved it on since this pass rolled back.
@@ -415,6 +423,10 @@ class Projector:
                     updated_at=datetime.now(UTC),
                 )
             )
+        if result.rowcount == 0:
+            return None
+        where = f"failed at position {failure.position}: {error}"
+        self._stalls.stalled(projection.name, where, failure.cause)
         return ProjectionFailed(projection.name, failure.position, failure.cause)
 
 
