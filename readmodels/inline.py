@@ -17,11 +17,11 @@ other without a gap:
   (PostgreSQL: ``LOCK TABLE events``, held to commit; SQLite: ``BEGIN IMMEDIATE``); a row
   behind is not locked at all. A batch that meets the projector (or a version switch)
   mid-pass waits for that pass to commit: the pass brings the checkpoint to the previous
-  head, so the batch still applies inline. (Skipping a locked row instead left the batch to
-  the projector, which the batch then woke, and whose next pass the following batch met:
-  under a steady load inline never got the projections back.) The projector skips a row the
-  writer holds. The append lock serializes batches across processes, and the previous head
-  is read under it, so several API replicas stay exactly once and in order.
+  head, so the batch still applies inline. (Skipping the row would leave the batch to the
+  projector and wake it, and the next batch would meet its next pass: under a steady load
+  inline would not get the projections back.) The projector skips a row the writer holds.
+  The append lock serializes batches across processes, and the previous head is read under
+  it, so several API replicas stay exactly once and in order.
 - Only the active version is applied inline (the one the checkpoint row names); a version
   being built stays with its builder, which switches to it as it always does.
 - A projection that raises is rolled back to its savepoint and left behind; the append

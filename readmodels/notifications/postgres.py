@@ -194,12 +194,10 @@ class PostgresNotifier:
 
     async def publish(self, update: Notification) -> None:
         """Deliver to this process's subscribers directly, and NOTIFY the others (autocommit)."""
-        if isinstance(update, ProjectionUpdate):
-            await self.publish_many([update])
-        elif isinstance(update, Appended):
-            await self._send([update], [encode(update)])
+        if isinstance(update, Resync):
+            self._local.deliver(update)  # it never crosses: each process resyncs alone
         else:
-            self._local.deliver(update)
+            await self._send([update], _payloads([update]))
 
     async def publish_many(self, updates: Sequence[ProjectionUpdate]) -> None:
         """As ``publish``, with one NOTIFY for all the updates that share a position."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.bus import CommandBus
-from domain.eventstore.store import EventStore
 from integration.relay import RELAY_NAME
 from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.notifications.messages import ProjectionUpdate
@@ -42,7 +41,7 @@ async def test_a_wait_beyond_what_was_heard_reads_the_checkpoints(
 
 
 async def test_a_checkpoint_that_can_move_back_is_always_read(
-    engine: AsyncEngine, store: EventStore, notifier: InProcessNotifier
+    engine: AsyncEngine, notifier: InProcessNotifier
 ) -> None:
     # The relay's checkpoint moves back on ``ordergraph relay --from``: heard is not enough.
     await ensure_checkpoints(engine, [RELAY_NAME])
