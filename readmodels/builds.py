@@ -18,7 +18,6 @@ position, so every replica sees the switch with its next read.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -32,7 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.eventstore.engines import reader, write_transaction
+from domain.eventstore.engines import write_transaction
 from readmodels.feed import Batch, PoisonedEvent, read_stored_after
 from readmodels.notifications.messages import Notifier, ProjectionUpdate
 from readmodels.projection import Projection
@@ -293,8 +292,6 @@ class Builder:
         self.observers: list[StepObserver] = []
         self._held: set[tuple[str, int]] = set()
         self._stalls = StallLog(log)
-        # The next batch, read and decoded while this one is written (see _read_ahead).
-        self._ahead: tuple[int, int, asyncio.Task[Batch | None]] | None = None
 
     async def claim(self, name: str, version: int) -> str | None:
         """Take the lease; None when it is ours now, else who holds it."""
@@ -334,7 +331,6 @@ class Builder:
 
     async def release(self) -> None:
         """Give up every lease held, so that another builder can go on at once."""
-        await self._forget_ahead()
         for name, version in list(self._held):
             async with write_transaction(self._engine) as conn:
                 await conn.execute(
@@ -467,44 +463,11 @@ class Builder:
         return result
 
     async def _read(self, conn: AsyncConnection, after: int, limit: int) -> Batch | None:
-        """The events after ``after``: read ahead by the previous step if it could, else
-        here. Either way a prefix of what is committed (appends commit in position order),
-        so a batch read ahead is as good as one read in this transaction; a short one only
-        brings the switch, which reads the rest under the active checkpoint's lock."""
-        ahead, self._ahead = self._ahead, None
-        batch = None
-        if ahead is not None and ahead[:2] == (after, limit):
-            batch = await ahead[2]
-        elif ahead is not None:
-            self._ahead = ahead
-            await self._forget_ahead()
-        if batch is None:
-            stored = await read_stored_after(conn, after, limit)
-            batch = Batch(stored) if stored else None
-        if batch is not None and limit > 1 and len(batch.stored) == limit:
-            task = asyncio.create_task(self._read_ahead(batch.last, limit))
-            self._ahead = (batch.last, limit, task)
-        return batch
-
-    async def _forget_ahead(self) -> None:
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            task = ahead[2]
-            task.cancel()
-            await asyncio.wait([task])
-            if not task.cancelled():
-                task.exception()  # retrieved: a failed read ahead is only a wasted one
-
-    async def _read_ahead(self, after: int, limit: int) -> Batch | None:
-        """Read and decode the next batch on a connection of its own while this step's
-        writes run in the database's thread: the decoding overlaps them."""
-        async with reader(self._engine).connect() as conn:
-            stored = await read_stored_after(conn, after, limit)
-        if not stored:
-            return None
-        batch = Batch(stored)
-        batch.decode_all()
-        return batch
+        # In this step's transaction, not ahead of it on a connection of its own: decoding
+        # the next batch on the loop while this one's writes ran made them wait for the
+        # interpreter's lock, and the rebuild slower (docs/performance.md).
+        stored = await read_stored_after(conn, after, limit)
+        return Batch(stored) if stored else None
 
     async def _apply(
         self,
@@ -602,7 +565,6 @@ class Builder:
             log.warning("could not announce the switch of %s: %r", name, error)
 
     async def _record_failure(self, name: str, version: int, failure: _StepFailed) -> BuildFailed:
-        await self._forget_ahead()
         async with write_transaction(self._engine) as conn:
             await conn.execute(
                 versions.update()

@@ -95,16 +95,6 @@ class Batch:
             and stored.position not in skipped
         ]
 
-    def decode_all(self) -> None:
-        """Decode every event now (those that cannot be decoded fail later, where used)."""
-        for stored in self.stored:
-            # try/except, not contextlib.suppress: a context manager per event showed in
-            # profiles of rebuilds.
-            try:
-                self._envelope(stored)
-            except PoisonedEvent:
-                continue
-
     def _envelope(self, stored: StoredEvent) -> Envelope:
         found = self._decoded.get(stored.position)
         if found is None:

@@ -105,30 +105,57 @@ async def upsert(
         await conn.exec_driver_sql(unnest.sql, unnest.parameters(rows))
         return
     plan = _upsert_plan(conn.dialect, table, tuple(keys))
-    await conn.exec_driver_sql(plan.sql, plan.parameters(rows))
+    values = plan.parameters(rows)
+    step = plan.rows_per_statement
+    for start in range(0, len(rows), step):
+        count = min(step, len(rows) - start)
+        chunk = values[start * plan.width : (start + count) * plan.width]
+        await conn.exec_driver_sql(plan.sql(count), tuple(chunk))
+
+
+# SQLite's default limit on bound values per statement (3.32 and later).
+_SQLITE_MAX_VARIABLES = 32766
 
 
 @dataclass(frozen=True, slots=True)
 class _UpsertPlan:
-    """The statement compiled once, and each column's own conversion to what the driver
-    takes, applied by hand: SQLAlchemy's generic per-row parameter processing for
-    ``executemany`` dominated rebuilds (docs/performance.md)."""
+    """SQLite: many rows a statement (``INSERT ... VALUES (...), (...) ON CONFLICT``, each
+    row applied in turn, so of two rows with one key the later wins), compiled once, with
+    each column's own conversion to what the driver takes applied by hand. SQLAlchemy's
+    generic per-row parameter processing dominated rebuilds, and ``executemany`` takes the
+    interpreter's lock back for every row, which the event loop's thread then waits on
+    (docs/performance.md)."""
 
-    sql: str
+    head: str  # up to VALUES
+    row: str  # one row's placeholders
+    tail: str  # ON CONFLICT ...
+    width: int  # columns a row
+    rows_per_statement: int
     get: Callable[[Row], tuple[Any, ...]]
     converters: tuple[tuple[int, Callable[[Any], Any]], ...]
 
-    def parameters(self, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
+    def sql(self, rows: int) -> str:
+        return _values_sql(self.head, self.row, self.tail, rows)
+
+    def parameters(self, rows: Sequence[Row]) -> list[Any]:
+        """Every row's values, flat, in column order."""
         get, converters = self.get, self.converters
+        out: list[Any] = []
         if not converters:
-            return [get(row) for row in rows]
-        out = []
+            for row in rows:
+                out += get(row)
+            return out
         for row in rows:
             values = list(get(row))
             for i, convert in converters:
                 values[i] = convert(values[i])
-            out.append(tuple(values))
+            out += values
         return out
+
+
+@functools.lru_cache(maxsize=256)
+def _values_sql(head: str, row: str, tail: str, rows: int) -> str:
+    return f"{head} VALUES {', '.join([row] * rows)} {tail}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,13 +214,17 @@ def _json_text_or_none(value: Any) -> str | None:
 
 @functools.cache
 def _upsert_plan(dialect: Dialect, table: sa.Table, keys: tuple[str, ...]) -> _UpsertPlan:
-    insert = sqlite.insert(table) if dialect.name == "sqlite" else postgresql.insert(table)
+    insert = sqlite.insert(table)
     updates = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in keys}
     compiled = insert.on_conflict_do_update(index_elements=list(keys), set_=updates).compile(
         dialect=dialect
     )
     names = list(compiled.positiontup or ())
     assert names == [c.key for c in table.columns], names  # one bind per column, in order
+    # "INSERT INTO t (...) VALUES (?, ...) ON CONFLICT ...": split around the one row.
+    head, _, rest = compiled.string.partition(" VALUES ")
+    row, _, tail = rest.partition(") ")
+    assert row.count("?") == len(names), compiled.string
     converters = []
     for i, column in enumerate(table.columns):
         convert = column.type.dialect_impl(dialect).bind_processor(dialect)
@@ -202,7 +233,11 @@ def _upsert_plan(dialect: Dialect, table: sa.Table, keys: tuple[str, ...]) -> _U
     get = operator.itemgetter(*names)
     one = len(names) == 1
     return _UpsertPlan(
-        compiled.string,
+        head,
+        row + ")",
+        tail,
+        len(names),
+        max(1, _SQLITE_MAX_VARIABLES // len(names)),
         (lambda row: (get(row),)) if one else get,
         tuple(converters),
     )

@@ -6,11 +6,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 
 metadata = sa.MetaData()
+
+_rfc3339 = msgspec.json.Encoder().encode
 
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
 Position = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # INTEGER PK = SQLite rowid
@@ -56,9 +59,9 @@ def sqlite_datetime_text(value: datetime | None) -> str | None:
         if value.tzinfo is None:
             raise ValueError("naive datetime: timestamps must be timezone-aware")
         value = value.astimezone(UTC)
-    # "+00:00" cut off rather than replace(tzinfo=None), and no timespec argument: each of
-    # those cost more than the formatting itself.
-    text = value.isoformat(" ")[:-6]
+    # msgspec's RFC 3339 text ('"YYYY-MM-DDTHH:MM:SS[.ffffff]Z"') cut down to SQLite's form:
+    # a fraction of what isoformat costs on an aware time, and a rebuild formats a few a row.
+    text = _rfc3339(value)[1:-2].decode().replace("T", " ", 1)
     return text if value.microsecond else text + ".000000"
 
 

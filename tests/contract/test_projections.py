@@ -401,3 +401,31 @@ async def test_an_upsert_writes_each_row_and_of_two_with_one_key_keeps_the_later
             (day, 3, Decimal("3.75")),
             (other, 7, Decimal("9.99")),
         ]
+
+
+async def test_an_upsert_of_more_rows_than_one_statement_holds_writes_them_all(
+    engine: AsyncEngine,
+) -> None:
+    # SQLite binds at most 32,766 values a statement: 7,000 rows of five columns take two,
+    # and the key written first is written again, later, in the second.
+    first = START.date()
+    rows = [
+        {
+            "day": first + timedelta(days=n),
+            "orders_placed": n,
+            "orders_cancelled": 0,
+            "revenue": Decimal(n),
+            "items_sold": n,
+        }
+        for n in range(7000)
+    ]
+    rows.append({**rows[0], "orders_placed": 99, "revenue": Decimal("99.50")})
+    async with engine.begin() as conn:
+        await upsert(conn, daily_sales, rows, ["day"])
+        found = await conn.execute(
+            sa.select(daily_sales.c.day, daily_sales.c.orders_placed, daily_sales.c.revenue)
+        )
+        stored = {row.day: (row.orders_placed, row.revenue) for row in found}
+    assert len(stored) == 7000
+    assert stored[first] == (99, Decimal("99.50"))
+    assert stored[first + timedelta(days=6999)] == (6999, Decimal(6999))
