@@ -74,7 +74,7 @@ class Batch:
 
     def __init__(self, stored: Sequence[StoredEvent]) -> None:
         self.stored = stored
-        self._decoded: dict[int, Envelope] = {}
+        self._decoded: list[Envelope | None] = [None] * len(stored)  # by index in ``stored``
 
     @property
     def last(self) -> int:
@@ -87,24 +87,21 @@ class Batch:
         ``skipped`` positions (on record, see readmodels/operations.py); raises
         PoisonedEvent at the first of them that cannot be decoded."""
         handled = projection.handles
+        decoded, envelope = self._decoded, self._envelope
         return [
-            self._envelope(stored)
-            for stored in self.stored
+            decoded[i] or envelope(i, stored)
+            for i, stored in enumerate(self.stored)
             if stored.position > after
             and (handled is None or stored.event_type in handled)
             and stored.position not in skipped
         ]
 
-    def _envelope(self, stored: StoredEvent) -> Envelope:
-        found = self._decoded.get(stored.position)
-        if found is None:
-            try:
-                event = codec.decode(stored.event_type, stored.schema_version, stored.data)
-                meta = decode_json(stored.meta)
-            except Exception as error:
-                raise PoisonedEvent(stored.position, error) from error
-            found = Envelope(
-                stored.position, stored.stream_version, event, meta, stored.recorded_at
-            )
-            self._decoded[stored.position] = found
+    def _envelope(self, index: int, stored: StoredEvent) -> Envelope:
+        try:
+            event = codec.decode(stored.event_type, stored.schema_version, stored.data)
+            meta = decode_json(stored.meta)
+        except Exception as error:
+            raise PoisonedEvent(stored.position, error) from error
+        found = Envelope(stored.position, stored.stream_version, event, meta, stored.recorded_at)
+        self._decoded[index] = found
         return found

@@ -13,6 +13,11 @@ from readmodels.names import ORDER_VIEWS
 from readmodels.projection import Envelope, Projection, Row, load_rows, upsert
 from readmodels.tables import order_history, order_views
 
+# The stored spellings, read once: an enum member's ``.value`` is a descriptor call, made per
+# event here.
+_PLACED, _PAID = OrderStatus.PLACED.value, OrderStatus.PAID.value
+_SHIPPED, _CANCELLED = OrderStatus.SHIPPED.value, OrderStatus.CANCELLED.value
+
 
 class OrderViews(Projection):
     name = ORDER_VIEWS
@@ -58,7 +63,7 @@ def _placed(event: events.OrderPlaced, position: int) -> Row:
     return {
         "order_id": event.order_id,
         "customer_id": event.customer_id,
-        "status": OrderStatus.PLACED.value,
+        "status": _PLACED,
         "lines": [
             {
                 "sku": line.sku,
@@ -84,12 +89,12 @@ def _fold(row: Row, event: events.Event) -> None:
         case events.OrderPlaced() | events.ShippingAddressChanged():
             row["shipping_address"] = _address(event.shipping_address)
         case events.OrderPaid():
-            row["status"], row["paid_at"] = OrderStatus.PAID.value, event.occurred_at
+            row["status"], row["paid_at"] = _PAID, event.occurred_at
         case events.OrderShipped():
-            row["status"], row["shipped_at"] = OrderStatus.SHIPPED.value, event.occurred_at
+            row["status"], row["shipped_at"] = _SHIPPED, event.occurred_at
             row["carrier"], row["tracking_number"] = event.carrier, event.tracking_number
         case events.OrderCancelled():
-            row["status"], row["cancelled_at"] = OrderStatus.CANCELLED.value, event.occurred_at
+            row["status"], row["cancelled_at"] = _CANCELLED, event.occurred_at
 
 
 def _address(address: Address) -> Row:

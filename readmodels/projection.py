@@ -83,7 +83,10 @@ async def load_rows(
     for start in range(0, len(wanted), 500):  # stay far below bind-parameter limits
         chunk = wanted[start : start + 500]
         result = await conn.execute(statement, {"keys": chunk})
-        rows.update({row[key.name]: dict(row) for row in result.mappings()})
+        # dict(zip()) of plain rows: a RowMapping lists its keys again for every row.
+        names = list(result.keys())
+        at = names.index(key.name)
+        rows.update({values[at]: dict(zip(names, values, strict=True)) for values in result})
     return rows
 
 
@@ -227,7 +230,10 @@ def _upsert_plan(dialect: Dialect, table: sa.Table, keys: tuple[str, ...]) -> _U
     assert row.count("?") == len(names), compiled.string
     converters = []
     for i, column in enumerate(table.columns):
-        convert = column.type.dialect_impl(dialect).bind_processor(dialect)
+        impl = column.type.dialect_impl(dialect)
+        # JSON: the engine's serializer itself (what the column's processor calls, None too).
+        convert = dialect._json_serializer if isinstance(impl, sa.JSON) else None
+        convert = convert or impl.bind_processor(dialect)
         if convert is not None:
             converters.append((i, convert))
     get = operator.itemgetter(*names)
