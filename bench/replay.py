@@ -28,6 +28,7 @@ from domain.eventstore.repository import stream_id
 from domain.eventstore.tables import events as events_table
 from domain.values import Address, OrderLine
 from graph.runtime.composition import engine_for_url
+from graph.runtime.gc_tuning import tune_gc
 from migrations import upgrade_to_head
 from readmodels.notifications.inprocess import InProcessNotifier
 from readmodels.rebuild import rebuild
@@ -93,6 +94,7 @@ async def fill(database_url: str, total_events: int) -> int:
 async def rebuild_all(database_url: str) -> dict[str, Any]:
     """Rebuild every projection (together, as `ordergraph rebuild --all` does)."""
     engine = engine_for_url(database_url)
+    tune_gc()  # as `ordergraph rebuild` does
     try:
         started = time.perf_counter()
         done = await rebuild(engine, all_projections(), InProcessNotifier(), batch_size=5000)

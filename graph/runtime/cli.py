@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from graph.runtime import settings as parse
+from graph.runtime.gc_tuning import tune_gc
 from graph.runtime.settings import InvalidSettings, Settings
 from graph.runtime.startup import (
     DATABASE_NOT_READY,
@@ -62,6 +63,7 @@ async def _project(settings: Settings) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with running_core(settings, projector=True):
+        tune_gc()
         log.info("projector running")
         await stop.wait()
 
@@ -84,6 +86,7 @@ async def _relay(settings: Settings, from_position: int | None) -> None:
             await relay.rewind(from_position)
             print(f"relay: publishing again from position {from_position}", flush=True)
         await relay.start(wake_on_announced_appends=not settings.is_sqlite)
+        tune_gc()
         print("relay running", flush=True)  # for scripts and supervisors: it is ready
         try:
             await stop.wait()

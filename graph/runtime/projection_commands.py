@@ -11,6 +11,7 @@ from collections.abc import Collection, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from graph.runtime.gc_tuning import tune_gc
 from readmodels.builds import drop_retired
 from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.inprocess import InProcessNotifier
@@ -46,6 +47,7 @@ class ProgressBar:
 
 async def rebuild_command(engine: AsyncEngine, names: Sequence[str], batch_size: int) -> None:
     chosen = [p for p in all_projections() if p.name in names]
+    tune_gc()  # a rebuild makes objects by the million: see graph/runtime/gc_tuning.py
     bar = ProgressBar(", ".join(names))
     done = await rebuild(engine, chosen, InProcessNotifier(), batch_size=batch_size, progress=bar)
     elapsed = time.perf_counter() - bar.started

@@ -10,26 +10,15 @@ with RUN_PROJECTOR, projector instance (projector instances take turns per batch
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import tempfile
 from pathlib import Path
 
 from starlette.applications import Starlette
 
+from graph.runtime.gc_tuning import tune_gc
 from graph.runtime.settings import InvalidSettings, Settings
 from graph.runtime.startup import USAGE, StartupError, check_database
-
-
-def tune_gc() -> None:
-    # The cyclic GC's pauses are tail latency. Start-up objects live for the whole process:
-    # freeze them out of the collector's scans. Then keep every collection small (frequent
-    # young collections), and make full ones frequent enough that cycles promoted by requests
-    # in flight do not pile up, rare enough that their pause stays out of the p99. How the
-    # thresholds were chosen, with the measurements: docs/performance.md.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(5_000, 20, 100)
 
 
 def worker_app(settings: Settings | None = None) -> Starlette:
