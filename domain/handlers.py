@@ -106,43 +106,62 @@ async def _decide_and_append(
     attempt = 0
     while True:
         attempt += 1
+        recalled = None
         if creates and attempt == 1:
             # Optimistic creation: a new order has no history to load. Appending with "no
             # stream" is the existence check; if the order exists after all, the conflict
             # sends us round again, to load it and let the aggregate refuse.
             order = Order(command.order_id)
+        elif attempt == 1 and (recalled := context.orders.recall(command.order_id)):
+            # Remembered from this process's last load or save of it: no read. The append
+            # expects that version, so a stale memory cannot write; and a refusal made on it
+            # is made again below, on what the store holds.
+            order = recalled
         else:
             order = await context.orders.load(command.order_id)
-        if not creates and not (order.exists and _may_act_on(command, order)):
-            # Someone else's order is, to this actor, an order that does not exist.
-            raise OrderNotFound(command.order_id)
-        if command.expected_version is not None and command.expected_version != order.version:
-            raise VersionConflict(stream_id(order.id), command.expected_version, order.version)
-        decide(order, context.clock())
-        metadata = {
-            "command_id": command.command_id,
-            "command_type": type(command).__name__,
-            "correlation_id": command.correlation_id or command.command_id,
-            "causation_id": command.command_id,
-            "actor": _AUTH_NONE if command.actor is None else command.actor.audit(),
-        }
         try:
-            result = await context.orders.save(order, metadata, record)
-        except VersionConflict:
+            return await _decide_and_save(command, context, decide, record, order, creates)
+        except DomainError as error:
+            if recalled is not None:
+                context.orders.forget(command.order_id)
+                continue
             # A writer in another process got in first. Asked-for concurrency (an expected
             # version) is the caller's to settle; otherwise reload and decide again.
-            if not unconditional or loop.time() >= deadline:
+            if (
+                not isinstance(error, VersionConflict)
+                or not unconditional
+                or loop.time() >= deadline
+            ):
                 raise
             if not (creates and attempt == 1):
                 await asyncio.sleep(random.uniform(0, MAX_RETRY_PAUSE))
-            continue
-        return CommandResult(
-            command.command_id,
-            command.order_id,
-            result.version,
-            result.position,
-            result.duplicate,
-        )
+
+
+async def _decide_and_save(
+    command: commands.Command,
+    context: HandlerContext,
+    decide: Callable[[Order, datetime], None],
+    record: CommandRecord,
+    order: Order,
+    creates: bool,
+) -> CommandResult:
+    if not creates and not (order.exists and _may_act_on(command, order)):
+        # Someone else's order is, to this actor, an order that does not exist.
+        raise OrderNotFound(command.order_id)
+    if command.expected_version is not None and command.expected_version != order.version:
+        raise VersionConflict(stream_id(order.id), command.expected_version, order.version)
+    decide(order, context.clock())
+    metadata = {
+        "command_id": command.command_id,
+        "command_type": type(command).__name__,
+        "correlation_id": command.correlation_id or command.command_id,
+        "causation_id": command.command_id,
+        "actor": _AUTH_NONE if command.actor is None else command.actor.audit(),
+    }
+    result = await context.orders.save(order, metadata, record)
+    return CommandResult(
+        command.command_id, command.order_id, result.version, result.position, result.duplicate
+    )
 
 
 _AUTH_NONE = access.Actor.unrestricted_access().audit()

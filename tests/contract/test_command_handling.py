@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -362,3 +363,86 @@ async def test_stream_locks_serialize_one_stream_and_are_freed_when_idle() -> No
 
     assert overlaps == []
     assert len(locks) == 0  # a process that touched many orders keeps no lock for any
+
+
+class CountingStore(EventStore):
+    """The real store, counting the stream reads (an aggregate's loads)."""
+
+    reads = 0
+
+    async def read_stream(self, stream_id: str, from_version: int = 1) -> list[Any]:
+        self.reads += 1
+        return await super().read_stream(stream_id, from_version)
+
+
+def _process(engine: AsyncEngine) -> tuple[CommandBus, CountingStore]:
+    """A bus as one API process has it: its own handlers' memory of recent orders."""
+    store = CountingStore(engine)
+    return build_bus(store, HandlerContext(store)), store
+
+
+async def test_an_order_this_process_just_wrote_is_decided_on_without_reading_it_back(
+    engine: AsyncEngine,
+) -> None:
+    bus, store = _process(engine)
+    await bus.dispatch(place := place_order())
+    oid = place.order_id
+    await bus.dispatch(commands.ChangeShippingAddress(order_id=oid, shipping_address=NEW_ADDRESS))
+    await bus.dispatch(commands.PayOrder(order_id=oid, amount=Decimal("40.08")))
+    shipped = await bus.dispatch(
+        commands.ShipOrder(order_id=oid, carrier="UPS", tracking_number="1")
+    )
+
+    assert store.reads == 0
+    assert shipped.version == 4
+    order = await OrderRepository(store).load(oid)
+    assert (order.status, order.shipping_address) == (OrderStatus.SHIPPED, NEW_ADDRESS)
+
+
+async def test_what_another_process_appended_since_is_never_missed(engine: AsyncEngine) -> None:
+    here, _ = _process(engine)
+    there, _ = _process(engine)
+    await here.dispatch(place := place_order())  # here remembers it placed
+    oid = place.order_id
+    await there.dispatch(commands.PayOrder(order_id=oid, amount=Decimal("40.08")))
+
+    # Here, the order still looks unpaid, which would refuse shipping: the refusal is made
+    # again on the stored order, which ships.
+    shipped = await here.dispatch(
+        commands.ShipOrder(order_id=oid, carrier="UPS", tracking_number="1")
+    )
+    assert shipped.version == 3
+
+    # There, it still looks paid, which allows cancelling: the append expects that version,
+    # so the cancel is decided again on the stored order, which is shipped.
+    with pytest.raises(RuleViolated) as error:
+        await there.dispatch(commands.CancelOrder(order_id=oid, reason="too late"))
+    assert error.value.rule == "cancellable_until_shipped"
+    assert len(await EventStore(engine).read_stream(stream_id(oid))) == 3
+
+
+async def test_an_expected_version_is_checked_against_the_stored_order(engine: AsyncEngine) -> None:
+    here, _ = _process(engine)
+    there, _ = _process(engine)
+    await here.dispatch(place := place_order())  # here remembers version 1
+    oid = place.order_id
+    await there.dispatch(commands.ChangeShippingAddress(order_id=oid, shipping_address=NEW_ADDRESS))
+
+    paid = await here.dispatch(
+        commands.PayOrder(order_id=oid, amount=Decimal("40.08"), expected_version=2)
+    )
+    assert paid.version == 3
+    with pytest.raises(VersionConflict):
+        await there.dispatch(
+            commands.ShipOrder(order_id=oid, carrier="UPS", tracking_number="1", expected_version=2)
+        )
+
+
+async def test_only_the_most_recently_used_orders_are_remembered(engine: AsyncEngine) -> None:
+    bus, store = _process(engine)
+    placed = [(await bus.dispatch(place_order())).order_id for _ in range(3)]
+    orders = OrderRepository(store, remembered=2)
+    for oid in placed:
+        await orders.load(oid)
+    assert orders.recall(placed[0]) is None
+    assert [orders.recall(oid) is not None for oid in placed[1:]] == [True, True]
