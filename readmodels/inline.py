@@ -48,7 +48,7 @@ from domain.eventstore.records import NewEvent
 from domain.eventstore.tables import events
 from readmodels.builds import LIVE
 from readmodels.notifications.messages import Notifier, ProjectionUpdate
-from readmodels.projection import Envelope, Projection
+from readmodels.projection import Envelope, Projection, upserts_together
 from readmodels.stall_log import short
 from readmodels.tables import checkpoints
 
@@ -120,7 +120,8 @@ class InlineProjections:
         self, conn: AsyncConnection, due: list[Projection], batch: _Envelopes
     ) -> list[str]:
         """The names of the projections applied. All in one savepoint first (two statements
-        for the lot); if that fails, each in its own, so that only the culprit is left out."""
+        for the lot, and their upserts written together); if that fails, each in its own, so
+        that only the culprit is left out."""
         shares = {}
         for projection in due:
             share = batch.for_projection(projection.handles)
@@ -128,7 +129,7 @@ class InlineProjections:
                 shares[projection.name] = (projection, share)
         if len(shares) > 1:
             try:
-                async with conn.begin_nested():
+                async with conn.begin_nested(), upserts_together(conn):
                     for projection, share in shares.values():
                         if share:
                             await projection.apply(conn, share)

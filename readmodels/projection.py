@@ -7,11 +7,13 @@ table. That keeps a rebuild to a few statements per batch instead of a few per e
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import functools
 import operator
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -110,10 +112,46 @@ async def upsert(
     plan = _upsert_plan(conn.dialect, table, tuple(keys))
     values = plan.parameters(rows)
     step = plan.rows_per_statement
+    statements = []
     for start in range(0, len(rows), step):
         count = min(step, len(rows) - start)
         chunk = values[start * plan.width : (start + count) * plan.width]
-        await conn.exec_driver_sql(plan.sql(count), tuple(chunk))
+        statements.append((plan.sql(count), tuple(chunk)))
+    deferred = _deferred.get()
+    if deferred is not None and deferred[0] is conn:
+        deferred[1].extend(statements)
+        return
+    for sql, parameters in statements:
+        await conn.exec_driver_sql(sql, parameters)
+
+
+_Statement = tuple[str, Sequence[Any]]
+# The upserts held back by ``upserts_together``: the connection they are for, and them.
+_deferred: contextvars.ContextVar[tuple[AsyncConnection, list[_Statement]] | None] = (
+    contextvars.ContextVar("deferred_upserts", default=None)
+)
+
+
+@contextlib.asynccontextmanager
+async def upserts_together(conn: AsyncConnection) -> AsyncIterator[None]:
+    """On SQLite, the upserts made on ``conn`` inside the block are written when it ends, all
+    in one hand-off to the database's thread rather than one each (the group-commit writer
+    awaits every hand-off of its transaction while its requests wait). Only for code that
+    does not read what it upserts before the block ends, as projections fold first and write
+    last. Nothing is written if the block raises. On PostgreSQL, a no-op."""
+    raw = await conn.get_raw_connection() if conn.dialect.name == "sqlite" else None
+    execute_all = getattr(raw.dbapi_connection if raw else None, "execute_all", None)
+    if execute_all is None:
+        yield
+        return
+    pending: list[_Statement] = []
+    token = _deferred.set((conn, pending))
+    try:
+        yield
+    finally:
+        _deferred.reset(token)
+    if pending:
+        await execute_all(pending)
 
 
 # SQLite's default limit on bound values per statement (3.32 and later).

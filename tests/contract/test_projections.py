@@ -17,7 +17,7 @@ from domain.eventstore.repository import order_id_of
 from domain.eventstore.store import EventStore
 from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.inprocess import InProcessNotifier
-from readmodels.projection import Envelope, Projection, upsert
+from readmodels.projection import Envelope, Projection, upsert, upserts_together
 from readmodels.projector import CONTENDED_RETRY, ProjectionFailed, Projector, ensure_checkpoints
 from readmodels.queries import ReadModelQueries
 from readmodels.registry import all_projections
@@ -429,3 +429,35 @@ async def test_an_upsert_of_more_rows_than_one_statement_holds_writes_them_all(
     assert len(stored) == 7000
     assert stored[first] == (99, Decimal("99.50"))
     assert stored[first + timedelta(days=6999)] == (6999, Decimal(6999))
+
+
+async def test_upserts_made_together_are_written_when_the_block_ends_or_not_at_all(
+    engine: AsyncEngine,
+) -> None:
+    def sales(days: int, placed: int) -> dict[str, object]:
+        on = (START + timedelta(days=days)).date()
+        return {
+            "day": on,
+            "orders_placed": placed,
+            "orders_cancelled": 0,
+            "revenue": Decimal("1.00"),
+            "items_sold": placed,
+        }
+
+    async def stored(conn: AsyncConnection) -> list[tuple[object, ...]]:
+        query = sa.select(daily_sales.c.day, daily_sales.c.orders_placed)
+        return sorted(tuple(row) for row in await conn.execute(query))
+
+    async def failing_inside(conn: AsyncConnection) -> None:
+        async with conn.begin_nested(), upserts_together(conn):
+            await upsert(conn, daily_sales, [sales(2, 9)], ["day"])
+            raise RuntimeError("a projection that fails")
+
+    async with engine.begin() as conn:
+        async with upserts_together(conn):
+            await upsert(conn, daily_sales, [sales(0, 1), sales(1, 2)], ["day"])
+            await upsert(conn, daily_sales, [sales(0, 3)], ["day"])  # in order: the later wins
+        assert await stored(conn) == [(START.date(), 3), ((START + timedelta(days=1)).date(), 2)]
+        with pytest.raises(RuntimeError):
+            await failing_inside(conn)
+        assert len(await stored(conn)) == 2
