@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -153,6 +153,14 @@ def to_json(value: object) -> Any:
     if isinstance(value, frozenset):
         return sorted(to_json(item) for item in value)
     raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def to_json_without(value: object, left_out: Collection[str]) -> dict[str, Any]:
+    """A dataclass as ``to_json`` has it, but for the fields named (not even encoded)."""
+    names = _field_names(type(value))
+    if names is None:
+        raise TypeError(f"not a dataclass: {type(value).__name__}")
+    return {name: to_json(getattr(value, name)) for name in names if name not in left_out}
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
