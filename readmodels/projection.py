@@ -12,11 +12,12 @@ import contextvars
 import copy
 import functools
 import operator
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import sqlalchemy as sa
@@ -105,27 +106,32 @@ async def upsert(
     the later wins)."""
     if not rows:
         return
+    statements: list[_Statement] = []
     if conn.dialect.name == "postgresql":
         unnest = _unnest_plan(conn.dialect, table, tuple(keys))
-        await conn.exec_driver_sql(unnest.sql, unnest.parameters(rows))
-        return
-    plan = _upsert_plan(conn.dialect, table, tuple(keys))
-    values = plan.parameters(rows)
-    step = plan.rows_per_statement
-    statements = []
-    for start in range(0, len(rows), step):
-        count = min(step, len(rows) - start)
-        chunk = values[start * plan.width : (start + count) * plan.width]
-        statements.append((plan.sql(count), tuple(chunk)))
+        statements.append(_Statement(table.name, unnest.sql, unnest.parameters(rows)))
+    else:
+        plan = _upsert_plan(conn.dialect, table, tuple(keys))
+        values = plan.parameters(rows)
+        step = plan.rows_per_statement
+        for start in range(0, len(rows), step):
+            count = min(step, len(rows) - start)
+            chunk = tuple(values[start * plan.width : (start + count) * plan.width])
+            statements.append(_Statement(table.name, plan.sql(count), chunk))
     deferred = _deferred.get()
     if deferred is not None and deferred[0] is conn:
         deferred[1].extend(statements)
         return
-    for sql, parameters in statements:
-        await conn.exec_driver_sql(sql, parameters)
+    for statement in statements:
+        await conn.exec_driver_sql(statement.sql, statement.parameters)
 
 
-_Statement = tuple[str, Sequence[Any]]
+class _Statement(NamedTuple):
+    table: str
+    sql: str
+    parameters: tuple[Any, ...]
+
+
 # The upserts held back by ``upserts_together``: the connection they are for, and them.
 _deferred: contextvars.ContextVar[tuple[AsyncConnection, list[_Statement]] | None] = (
     contextvars.ContextVar("deferred_upserts", default=None)
@@ -134,24 +140,61 @@ _deferred: contextvars.ContextVar[tuple[AsyncConnection, list[_Statement]] | Non
 
 @contextlib.asynccontextmanager
 async def upserts_together(conn: AsyncConnection) -> AsyncIterator[None]:
-    """On SQLite, the upserts made on ``conn`` inside the block are written when it ends, all
-    in one hand-off to the database's thread rather than one each (the group-commit writer
-    awaits every hand-off of its transaction while its requests wait). Only for code that
-    does not read what it upserts before the block ends, as projections fold first and write
-    last. Nothing is written if the block raises. On PostgreSQL, a no-op."""
-    raw = await conn.get_raw_connection() if conn.dialect.name == "sqlite" else None
-    execute_all = getattr(raw.dbapi_connection if raw else None, "execute_all", None)
-    if execute_all is None:
-        yield
-        return
+    """The upserts made on ``conn`` inside the block, written when it ends in one round trip
+    rather than one each: the group-commit writer awaits every round trip of its transaction
+    while its requests wait. SQLite: all in one hand-off to the database's thread.
+    PostgreSQL: as one statement, each upsert a data-modifying ``WITH`` query (several
+    statements if a table comes twice: the queries of one statement see the same snapshot).
+
+    Only for code that does not read what it upserts before the block ends, as projections
+    fold first and write last. Nothing is written if the block raises."""
+    execute_all = None
+    if conn.dialect.name == "sqlite":
+        raw = await conn.get_raw_connection()
+        execute_all = getattr(raw.dbapi_connection, "execute_all", None)
+        if execute_all is None:  # not our one-hop adapter: as they come
+            yield
+            return
     pending: list[_Statement] = []
     token = _deferred.set((conn, pending))
     try:
         yield
     finally:
         _deferred.reset(token)
-    if pending:
-        await execute_all(pending)
+    if not pending:
+        return
+    if execute_all is not None:
+        await execute_all([(s.sql, s.parameters) for s in pending])
+        return
+    for sql, parameters in _with_queries(pending):
+        await conn.exec_driver_sql(sql, parameters)
+
+
+def _with_queries(pending: Sequence[_Statement]) -> list[tuple[str, tuple[Any, ...]]]:
+    """PostgreSQL: the statements as few ``WITH w0 AS (...), w1 AS (...) SELECT 1`` as can be,
+    their ``$n`` parameters numbered on."""
+    groups: list[list[_Statement]] = [[]]
+    for statement in pending:
+        if any(s.table == statement.table for s in groups[-1]):
+            groups.append([])
+        groups[-1].append(statement)
+    combined = []
+    for group in groups:
+        if len(group) == 1:
+            combined.append((group[0].sql, group[0].parameters))
+            continue
+        queries: list[str] = []
+        parameters: list[Any] = []
+        for n, statement in enumerate(group):
+            queries.append(f"w{n} AS ({_numbered_from(statement.sql, len(parameters))})")
+            parameters += statement.parameters
+        combined.append((f"WITH {', '.join(queries)} SELECT 1", tuple(parameters)))
+    return combined
+
+
+@functools.lru_cache(maxsize=256)
+def _numbered_from(sql: str, offset: int) -> str:
+    return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + offset}", sql)
 
 
 # SQLite's default limit on bound values per statement (3.32 and later).
