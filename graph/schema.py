@@ -13,6 +13,7 @@ from strawberry.types import ExecutionContext
 
 from graph.http import schema_extensions
 from graph.mutations import Mutation
+from graph.plain_completion import PlainCompletion
 from graph.projection_ops import ProjectionMutation
 from graph.queries import Query
 from graph.staleness import StaleFields
@@ -65,6 +66,7 @@ def build_schema(
         mutation=merge_types("Mutation", (Mutation, ProjectionMutation)),
         subscription=Subscription,
         config=StrawberryConfig(scalar_map={Position: POSITION_SCALAR, Count: COUNT_SCALAR}),
+        execution_context_class=PlainCompletion,
         extensions=[
             *schema_extensions(
                 max_depth=max_depth,
