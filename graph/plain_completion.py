@@ -18,7 +18,7 @@ It applies only where it cannot differ from graphql-core:
   completed by graphql-core after all, which raises exactly that error. Reading dataclass
   attributes has no side effects, so reading them twice changes nothing.
 
-``tests/e2e/test_plain_completion.py`` runs documents through both and compares the answers.
+``tests/unit/test_plain_completion.py`` runs documents through both and compares the answers.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain import events
 from readmodels.names import CUSTOMER_SUMMARIES
-from readmodels.projection import Envelope, Projection, Row, load_rows, upsert
+from readmodels.projection import Envelope, Projection, Row
+from readmodels.rows import load_rows, upsert
 from readmodels.tables import customer_orders, customer_summaries
 
 

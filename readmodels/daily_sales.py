@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain import events
 from readmodels.names import DAILY_SALES
-from readmodels.projection import Envelope, Projection, Row, load_rows, upsert
+from readmodels.projection import Envelope, Projection, Row
+from readmodels.rows import load_rows, upsert
 from readmodels.tables import daily_sales
 
 _COUNTED = (events.OrderPlaced, events.OrderPaid, events.OrderCancelled)

@@ -48,7 +48,8 @@ from domain.eventstore.records import NewEvent
 from domain.eventstore.tables import events
 from readmodels.builds import LIVE
 from readmodels.notifications.messages import Notifier, ProjectionUpdate
-from readmodels.projection import Envelope, Projection, upserts_together
+from readmodels.projection import Envelope, Projection
+from readmodels.rows import upserts_together
 from readmodels.stall_log import short
 from readmodels.tables import checkpoints
 

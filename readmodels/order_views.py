@@ -10,7 +10,8 @@ from domain import events
 from domain.order import OrderStatus
 from domain.values import Address
 from readmodels.names import ORDER_VIEWS
-from readmodels.projection import Envelope, Projection, Row, load_rows, upsert
+from readmodels.projection import Envelope, Projection, Row
+from readmodels.rows import load_rows, upsert
 from readmodels.tables import order_history, order_views
 
 # The stored spellings, read once: an enum member's ``.value`` is a descriptor call, made per

@@ -14,8 +14,8 @@ from domain.order import Order
 from domain.ports import EventStorePort
 
 STREAM_PREFIX = "order-"
-# Orders whose history this process remembers (the most recently used): each a handful of
-# events, so a few hundred KiB in all.
+# Orders whose history this process remembers (the most recently used; each a handful of
+# events).
 REMEMBERED_ORDERS = 1024
 
 

@@ -17,10 +17,11 @@ from domain.eventstore.repository import order_id_of
 from domain.eventstore.store import EventStore
 from readmodels.names import PROJECTION_NAMES
 from readmodels.notifications.inprocess import InProcessNotifier
-from readmodels.projection import Envelope, Projection, upsert, upserts_together
+from readmodels.projection import Envelope, Projection
 from readmodels.projector import CONTENDED_RETRY, ProjectionFailed, Projector, ensure_checkpoints
 from readmodels.queries import ReadModelQueries
 from readmodels.registry import all_projections
+from readmodels.rows import upsert, upserts_together
 from readmodels.tables import daily_sales
 from readmodels.waiting import CheckpointWaiter
 from tests.support.factories import place_order

@@ -12,6 +12,7 @@ import pytest
 import strawberry
 from strawberry.schema.config import StrawberryConfig
 
+from graph.document_cache import cached_documents
 from graph.plain_completion import PlainCompletion
 from graph.types import (
     COUNT_SCALAR,
@@ -146,6 +147,8 @@ def _schema(plain: bool) -> strawberry.Schema:
         query=Query,
         config=StrawberryConfig(scalar_map={Position: POSITION_SCALAR, Count: COUNT_SCALAR}),
         execution_context_class=PlainCompletion if plain else None,
+        # As the app's schema: one parsed document per query text, so plans are reused.
+        extensions=[cached_documents(max_tokens=2000, rules=[])],
     )
 
 
@@ -169,11 +172,14 @@ async def test_the_order_of_the_bench_is_completed_by_a_plan() -> None:
     from graph import plain_completion
 
     plain_completion._PLANS.clear()
-    result = await _schema(plain=True).execute(f"{{ order {{ {ORDER_FIELDS} }} }}")
+    schema = _schema(plain=True)
+    result = await schema.execute(f"{{ order {{ {ORDER_FIELDS} }} }}")
     assert result.errors is None
     plans = [plan for _nodes, plan in plain_completion._PLANS.values()]
     assert plans
     assert all(plan is not None for plan in plans)
+    await schema.execute(f"{{ order {{ {ORDER_FIELDS} }} }}")  # the same document again
+    assert len(plain_completion._PLANS) == len(plans)  # planned once
     assert result.data is not None
     assert result.data["order"]["lines"][0] == {
         "sku": "SKU-1",
