@@ -77,21 +77,28 @@ class PlainCompletion(StrawberryGraphQLCoreExecutionContext):
         )
 
 
-_PLANS: dict[tuple[str, tuple[int, ...]], tuple[tuple[FieldNode, ...], Completer | None]] = {}
+# By the type (of one schema) and the selection's nodes (of one cached document), by identity.
+_Key = tuple[int, tuple[int, ...]]
+_PLANS: dict[_Key, tuple[GraphQLObjectType, tuple[FieldNode, ...], Completer | None]] = {}
 
 
 def _plan(
     schema: GraphQLSchema, return_type: GraphQLObjectType, nodes: tuple[FieldNode, ...]
 ) -> Completer | None:
-    key = (return_type.name, tuple(id(node) for node in nodes))
+    key = (id(return_type), tuple(id(node) for node in nodes))
     found = _PLANS.get(key)
-    # The nodes are kept with the plan, so their ids cannot be reused while it is cached.
-    if found is not None and all(a is b for a, b in zip(found[0], nodes, strict=True)):
-        return found[1]
+    # The type and nodes are kept with the plan, so their ids cannot be reused while it is
+    # cached; checked all the same.
+    if (
+        found is not None
+        and found[0] is return_type
+        and all(a is b for a, b in zip(found[1], nodes, strict=True))
+    ):
+        return found[2]
     plan = _object(schema, return_type, nodes)
     if len(_PLANS) >= MAX_PLANS:
         _PLANS.clear()
-    _PLANS[key] = (nodes, plan)
+    _PLANS[key] = (return_type, nodes, plan)
     return plan
 
 

@@ -175,7 +175,7 @@ async def test_the_order_of_the_bench_is_completed_by_a_plan() -> None:
     schema = _schema(plain=True)
     result = await schema.execute(f"{{ order {{ {ORDER_FIELDS} }} }}")
     assert result.errors is None
-    plans = [plan for _nodes, plan in plain_completion._PLANS.values()]
+    plans = [plan for _type, _nodes, plan in plain_completion._PLANS.values()]
     assert plans
     assert all(plan is not None for plan in plans)
     await schema.execute(f"{{ order {{ {ORDER_FIELDS} }} }}")  # the same document again
