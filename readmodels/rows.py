@@ -144,8 +144,11 @@ def _numbered_from(sql: str, offset: int) -> str:
     return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + offset}", sql)
 
 
-# SQLite's default limit on bound values per statement (3.32 and later).
+# SQLite's default limit on bound values per statement (3.32 and later), and the rows a
+# statement takes at most: SQLite keeps each prepared statement (a 4,000-row one is several
+# MiB), and longer ones were no faster.
 _SQLITE_MAX_VARIABLES = 32766
+_MAX_ROWS_PER_STATEMENT = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +274,7 @@ def _upsert_plan(dialect: Dialect, table: sa.Table, keys: tuple[str, ...]) -> _U
         row + ")",
         tail,
         len(names),
-        max(1, _SQLITE_MAX_VARIABLES // len(names)),
+        max(1, min(_MAX_ROWS_PER_STATEMENT, _SQLITE_MAX_VARIABLES // len(names))),
         (lambda row: (get(row),)) if one else get,
         tuple(converters),
     )

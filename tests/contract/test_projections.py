@@ -407,8 +407,8 @@ async def test_an_upsert_writes_each_row_and_of_two_with_one_key_keeps_the_later
 async def test_an_upsert_of_more_rows_than_one_statement_holds_writes_them_all(
     engine: AsyncEngine,
 ) -> None:
-    # SQLite binds at most 32,766 values a statement: 7,000 rows of five columns take two,
-    # and the key written first is written again, later, in the second.
+    # SQLite takes at most 500 rows a statement here: 7,000 rows take fifteen, and the key
+    # written first is written again, later, in the last.
     first = START.date()
     rows = [
         {
