@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.eventstore.engines import reader
 from domain.eventstore.store import head_on
+from readmodels.driver_reads import DriverReads
 from readmodels.names import CUSTOMER_SUMMARIES, DAILY_SALES, ORDER_VIEWS
 from readmodels.tables import (
     checkpoints,
@@ -30,6 +32,8 @@ from readmodels.tables import (
     projection_versions,
 )
 from readmodels.versions import table_at
+
+log = logging.getLogger("ordergraph.queries")
 
 T = TypeVar("T")
 MAX_PAGE = 100
@@ -189,6 +193,7 @@ def decode_cursor(cursor: str) -> int:
 class ReadModelQueries:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = reader(engine)  # every query here is one statement, or may as well be
+        self._driver = DriverReads(self._engine)
         # The version each projection was active at when last read here: the version a
         # look-up by key tries first (see _by_key).
         self._seen: dict[str, int] = {}
@@ -207,20 +212,42 @@ class ReadModelQueries:
         in the projection's active version, or None: in one statement, which reads the
         active version beside the row (one snapshot, so the same answer as reading the
         version first, as ``_active`` does), from the table of the version seen last time.
-        Only after a switch is it read again, from the table it names."""
-        version = self._seen.get(projection, 1)
+        Only after a switch is it read again, from the table it names.
+
+        On the driver directly (readmodels/driver_reads.py); through SQLAlchemy if that
+        fails, which then answers or raises as SQLAlchemy does."""
+        values = {"projection": projection, "key": key, "scope": scope}
+        scoped = scope is not None
+        try:
+            async with self._driver.connect() as driver:
+
+                async def on_driver(statement: sa.Select[Any]) -> Any:
+                    return await driver.first(statement, values)
+
+                return await self._versioned(definition, projection, scoped, on_driver)
+        except Exception as error:
+            log.debug("driver read of %r failed, read again through SQLAlchemy: %r", key, error)
         async with self._engine.connect() as conn:
-            for _ in range(2):  # a second switch between the two: answered from the second
-                statement = _row_with_version(table_at(definition, version), scope is not None)
-                found = (
-                    await conn.execute(
-                        statement, {"projection": projection, "key": key, "scope": scope}
-                    )
-                ).first()
-                active = 1 if found is None else int(found.active_version or 1)
-                if found is None or active == version:
-                    break  # no checkpoint row yet (version 1), or read at the active version
-                version = self._seen[projection] = active
+
+            async def on_sqlalchemy(statement: sa.Select[Any]) -> Any:
+                return (await conn.execute(statement, values)).first()
+
+            return await self._versioned(definition, projection, scoped, on_sqlalchemy)
+
+    async def _versioned(
+        self,
+        definition: sa.Table,
+        projection: str,
+        scoped: bool,
+        first: Callable[[sa.Select[Any]], Awaitable[Any]],
+    ) -> Any:
+        version = self._seen.get(projection, 1)
+        for _ in range(2):  # a second switch between the two: answered from the second
+            found = await first(_row_with_version(table_at(definition, version), scoped))
+            active = 1 if found is None else int(found.active_version or 1)
+            if found is None or active == version:
+                break  # no checkpoint row yet (version 1), or read at the active version
+            version = self._seen[projection] = active
         if found is None or found.matched is None:
             return None
         return found
@@ -293,10 +320,7 @@ class ReadModelQueries:
     ) -> CustomerSummaryView | None:
         if scope is not None and scope != customer_id:
             return None
-        async with self._engine.connect() as conn:
-            table = await _active(conn, customer_summaries, CUSTOMER_SUMMARIES)
-            query = sa.select(table).where(table.c.customer_id == customer_id)
-            row = (await conn.execute(query)).first()
+        row = await self._by_key(customer_summaries, CUSTOMER_SUMMARIES, customer_id, None)
         return None if row is None else _customer(row)
 
     async def customers(

@@ -1,5 +1,5 @@
 """SQLAlchemy's aiosqlite adapter, with one thread hand-off per statement instead of four
-(and one for several writes: ``execute_all``).
+(and one for several writes: ``execute_all``; and one for a read outside SQLAlchemy: ``fetch_all``).
 
 The stock cursor creates an aiosqlite cursor, executes, fetches and closes it, each a round
 trip to aiosqlite's worker thread and back through the event loop: about 350 us for a
@@ -120,6 +120,20 @@ class _Connection(AsyncAdapt_aiosqlite_connection):
 
         async with self._execute_mutex:
             await _on_worker(cast(aiosqlite.Connection, self._connection), run)
+
+    async def fetch_all(self, operation: str, parameters: Sequence[Any]) -> list[Any]:
+        """One statement's rows in one hand-off, outside SQLAlchemy (readmodels/driver_reads.py)."""
+        raw: sqlite3.Connection = cast(Any, self._connection)._conn
+
+        def run() -> list[Any]:
+            cursor = raw.cursor()
+            try:
+                return cursor.execute(operation, parameters).fetchall()
+            finally:
+                cursor.close()
+
+        async with self._execute_mutex:
+            return await _on_worker(cast(aiosqlite.Connection, self._connection), run)
 
     def rollback(self) -> None:
         # SQLAlchemy rolls back every connection it takes back, reads included; with no
