@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import random
 import re
 import time
-import uuid
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -55,6 +55,12 @@ def _incoming_id(scope: Scope) -> str | None:
     return None
 
 
+def _new_id() -> str:
+    """32 hex digits, as uuid4().hex, without its system call: an id must be unique, not
+    secret. (``random`` reseeds itself in a forked worker.)"""
+    return f"{random.getrandbits(128):032x}"
+
+
 class AccessMiddleware:
     def __init__(self, app: ASGIApp, *, log_requests: bool = True) -> None:
         self.app = app
@@ -66,7 +72,7 @@ class AccessMiddleware:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        rid = _incoming_id(scope) or uuid.uuid4().hex
+        rid = _incoming_id(scope) or _new_id()
         info = RequestInfo(rid)
         rid_token = request_id.set(rid)
         info_token = current_request.set(info)
