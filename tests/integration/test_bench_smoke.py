@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench import request_cost
 from bench.baseline_server import create_app as create_baseline_app
 from bench.load import (
     Samples,
@@ -138,3 +139,10 @@ def test_the_table_shows_the_previous_run_beside_each_row_and_the_issue_16_targe
     failed = {t.name: t.passed for t in report.targets({"backends": {"sqlite": slower}})}
     assert not failed["sqlite: order(id) >= 0.35x raw driver select"]
     assert not failed["sqlite: read-your-writes p99 <= 10 ms at 16 writers, flat out"]
+
+
+async def test_request_cost_times_each_workload_through_the_app(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'cost.db'}")
+    for workload in ("order", "place"):
+        result = await request_cost.main(settings, workload, requests=32, rounds=1, tune=False)
+        assert float(str(result["cpu_us"])) > 0
