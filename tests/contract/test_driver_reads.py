@@ -89,7 +89,8 @@ async def test_a_read_on_a_connection_the_server_dropped_is_still_answered(
             .render_as_string(hide_password=False)
         )
         try:
-            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+            # With a timeout it returns once the backend is gone, not when it was signalled.
+            assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
         finally:
             await admin.close()
 
