@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import aiosqlite
+from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_connection
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
@@ -28,10 +29,23 @@ from sqlalchemy.util import EMPTY_DICT
 T = TypeVar("T")
 
 
-async def _on_worker(connection: aiosqlite.Connection, work: Callable[[], T]) -> T:
-    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-    connection._tx.put_nowait((future, work))
-    return await future
+async def _on_cursor(adapt: AsyncAdapt_dbapi_connection, work: Callable[[sqlite3.Cursor], T]) -> T:
+    """``work`` with a short-lived sqlite3 cursor, in one hand-off to the connection's worker
+    thread, under the adapter's mutex as its own statements are."""
+    connection = cast(aiosqlite.Connection, adapt._connection)
+    raw: sqlite3.Connection = cast(Any, connection)._conn
+
+    def run() -> T:
+        cursor = raw.cursor()
+        try:
+            return work(cursor)
+        finally:
+            cursor.close()
+
+    async with adapt._execute_mutex:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        connection._tx.put_nowait((future, run))
+        return await future
 
 
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
@@ -68,36 +82,22 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         self._rows.clear()
 
     async def _execute_async(self, operation: Any, parameters: Any) -> Any:
-        raw: sqlite3.Connection = cast(Any, self._connection)._conn
+        def run(cursor: sqlite3.Cursor) -> tuple[Any, list[Any], int, int | None]:
+            cursor.execute(operation, () if parameters is None else parameters)
+            description = cursor.description
+            rows = cursor.fetchall() if description else []
+            return description, rows, cursor.rowcount, cursor.lastrowid
 
-        def run() -> tuple[Any, list[Any], int, int | None]:
-            cursor = raw.cursor()
-            try:
-                cursor.execute(operation, () if parameters is None else parameters)
-                description = cursor.description
-                rows = cursor.fetchall() if description else []
-                return description, rows, cursor.rowcount, cursor.lastrowid
-            finally:
-                cursor.close()
-
-        async with self._adapt_connection._execute_mutex:
-            outcome = await _on_worker(cast(aiosqlite.Connection, self._connection), run)
+        outcome = await _on_cursor(self._adapt_connection, run)
         self._description, rows, self._rowcount, self._lastrowid = outcome
         self._rows = collections.deque(rows)
 
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
-        raw: sqlite3.Connection = cast(Any, self._connection)._conn
+        def run(cursor: sqlite3.Cursor) -> int:
+            cursor.executemany(operation, seq_of_parameters)
+            return cursor.rowcount
 
-        def run() -> int:
-            cursor = raw.cursor()
-            try:
-                cursor.executemany(operation, seq_of_parameters)
-                return cursor.rowcount
-            finally:
-                cursor.close()
-
-        async with self._adapt_connection._execute_mutex:
-            self._rowcount = await _on_worker(cast(aiosqlite.Connection, self._connection), run)
+        self._rowcount = await _on_cursor(self._adapt_connection, run)
         self._description = None
         self._rows = collections.deque()
 
@@ -108,32 +108,18 @@ class _Connection(AsyncAdapt_aiosqlite_connection):
 
     async def execute_all(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Several statements in one hand-off, in order (writes: nothing is fetched)."""
-        raw: sqlite3.Connection = cast(Any, self._connection)._conn
 
-        def run() -> None:
-            cursor = raw.cursor()
-            try:
-                for operation, parameters in statements:
-                    cursor.execute(operation, parameters)
-            finally:
-                cursor.close()
+        def run(cursor: sqlite3.Cursor) -> None:
+            for operation, parameters in statements:
+                cursor.execute(operation, parameters)
 
-        async with self._execute_mutex:
-            await _on_worker(cast(aiosqlite.Connection, self._connection), run)
+        await _on_cursor(self, run)
 
     async def fetch_all(self, operation: str, parameters: Sequence[Any]) -> list[Any]:
         """One statement's rows in one hand-off, outside SQLAlchemy (readmodels/driver_reads.py)."""
-        raw: sqlite3.Connection = cast(Any, self._connection)._conn
-
-        def run() -> list[Any]:
-            cursor = raw.cursor()
-            try:
-                return cursor.execute(operation, parameters).fetchall()
-            finally:
-                cursor.close()
-
-        async with self._execute_mutex:
-            return await _on_worker(cast(aiosqlite.Connection, self._connection), run)
+        return await _on_cursor(
+            self, lambda cursor: cursor.execute(operation, parameters).fetchall()
+        )
 
     def rollback(self) -> None:
         # SQLAlchemy rolls back every connection it takes back, reads included; with no
